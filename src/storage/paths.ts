@@ -1,0 +1,124 @@
+import { parseDigest } from '../oci/digest';
+
+/**
+ * The one place that knows where things live. Nothing else in georeg concatenates a storage path.
+ *
+ * Registry storage (CNCF Distribution v2 layout, unchanged, so a stock registry serves any replica),
+ * under `<root>` inside the registry container of each region's account:
+ *
+ *   <root>/blobs/<alg>/<hex[0:2]>/<hex>/data                                  blob data (layer, config, manifest)
+ *   <root>/repositories/<name>/_layers/<alg>/<hex>/link                       layer link (content: digest)
+ *   <root>/repositories/<name>/_manifests/revisions/<alg>/<hex>/link          manifest revision link
+ *   <root>/repositories/<name>/_manifests/tags/<tag>/current/link             tag -> manifest digest
+ *   <root>/repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link   tag history
+ *
+ * `<root>` is `docker/registry/v2` by default. Distribution 2.8's Azure driver writes blob names
+ * with a leading slash (`/docker/registry/v2/...`); Distribution 3 trims it and may prefix a
+ * `rootdirectory` (`myroot/docker/registry/v2/...`). The root is kept exactly as configured.
+ *
+ * Pipeline state (home account, container `georeg`):
+ *
+ *   pushes/<pushId>/push.json                 the push record (repository, tag, digest, regions)
+ *   pushes/<pushId>/regions/<region>.json     the region's status for that push
+ *   plans/<pushId>/<region>.json              a plan too large for one message (claim check)
+ *   tags/<repository>/<tag>.json              latest push id for repository:tag (status lookup)
+ */
+export class RegistryLayout {
+  readonly root: string;
+
+  constructor(root = 'docker/registry/v2') {
+    const trimmed = root.replace(/\/+$/, '');
+    if (trimmed === '' || trimmed === '/') throw new Error(`registry root path "${root}" is empty`);
+    this.root = trimmed;
+  }
+
+  blobData(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return `${this.root}/blobs/${algorithm}/${hex.slice(0, 2)}/${hex}/data`;
+  }
+
+  repository(name: string): string {
+    return `${this.root}/repositories/${checkRepository(name)}`;
+  }
+
+  /** Prefix under which every repository lives (for enumeration). */
+  repositoriesPrefix(): string {
+    return `${this.root}/repositories/`;
+  }
+
+  layerLink(name: string, digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return `${this.repository(name)}/_layers/${algorithm}/${hex}/link`;
+  }
+
+  manifestRevisionLink(name: string, digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return `${this.repository(name)}/_manifests/revisions/${algorithm}/${hex}/link`;
+  }
+
+  tagsPrefix(name: string): string {
+    return `${this.repository(name)}/_manifests/tags/`;
+  }
+
+  tagDirectory(name: string, tag: string): string {
+    return `${this.repository(name)}/_manifests/tags/${checkTag(tag)}`;
+  }
+
+  tagCurrentLink(name: string, tag: string): string {
+    return `${this.tagDirectory(name, tag)}/current/link`;
+  }
+
+  tagIndexLink(name: string, tag: string, digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return `${this.tagDirectory(name, tag)}/index/${algorithm}/${hex}/link`;
+  }
+
+  /**
+   * Reads a tag's `current/link` path back into repository and tag; undefined for any other path.
+   * Used when enumerating what home storage holds.
+   */
+  parseTagCurrentLink(path: string): { repository: string; tag: string } | undefined {
+    const prefix = this.repositoriesPrefix();
+    if (!path.startsWith(prefix)) return undefined;
+    const m = /^(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path.slice(prefix.length));
+    return m ? { repository: m[1], tag: m[2] } : undefined;
+  }
+}
+
+/** Repository names as the Distribution spec allows them: path components of [a-z0-9] with separators. */
+const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
+const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+
+export function isRepositoryName(name: string): boolean {
+  return name.length <= 255 && REPOSITORY.test(name);
+}
+
+export function isTag(tag: string): boolean {
+  return TAG.test(tag);
+}
+
+function checkRepository(name: string): string {
+  if (!isRepositoryName(name)) {
+    throw new Error(`invalid repository name "${name}": lowercase path components of [a-z0-9._-] separated by "/"`);
+  }
+  return name;
+}
+
+function checkTag(tag: string): string {
+  if (!isTag(tag)) throw new Error(`invalid tag "${tag}": up to 128 of [A-Za-z0-9_.-], not starting with "." or "-"`);
+  return tag;
+}
+
+/** Names of the pipeline's own state blobs in the home account's `georeg` container. */
+export const statePaths = {
+  push: (pushId: string) => `pushes/${safe(pushId)}/push.json`,
+  regionStatus: (pushId: string, region: string) => `pushes/${safe(pushId)}/regions/${safe(region)}.json`,
+  regionStatusPrefix: (pushId: string) => `pushes/${safe(pushId)}/regions/`,
+  plan: (pushId: string, region: string) => `plans/${safe(pushId)}/${safe(region)}.json`,
+  latestPushForTag: (repository: string, tag: string) => `tags/${checkRepository(repository)}/${checkTag(tag)}.json`,
+};
+
+function safe(segment: string): string {
+  if (!/^[A-Za-z0-9._:-]+$/.test(segment)) throw new Error(`invalid state path segment "${segment}"`);
+  return segment;
+}
