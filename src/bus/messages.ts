@@ -1,0 +1,117 @@
+import type { ServiceBusMessage } from '@azure/service-bus';
+import { z } from 'zod';
+import { DigestSchema } from '../oci/digest';
+
+/**
+ * Every message georeg puts on Service Bus, with its schema. Handlers parse with these and
+ * dead-letter what does not parse, with the zod error as the reason. Bodies are versioned.
+ */
+
+export const DescriptorRef = z.object({
+  digest: DigestSchema,
+  mediaType: z.string().min(1),
+  size: z.number().int().nonnegative(),
+});
+export type DescriptorRef = z.infer<typeof DescriptorRef>;
+
+/** What a push references and what one region lacks of it: the layer diff. */
+export const ReplicationPlan = z.object({
+  /** Every manifest of the image, children before parents, the root last. */
+  manifests: z.array(DescriptorRef),
+  /** Configs and layers of every manifest, deduplicated. */
+  blobs: z.array(DescriptorRef),
+  /** Digests (blobs and manifests) the region lacked when the plan was made. */
+  missing: z.array(DigestSchema),
+  /** Foreign / non-distributable layers: referenced, never copied. */
+  foreign: z.array(DescriptorRef.extend({ urls: z.array(z.string()).optional() })),
+});
+export type ReplicationPlan = z.infer<typeof ReplicationPlan>;
+
+export const RequestInfo = z.object({
+  id: z.string().optional(),
+  host: z.string().optional(),
+  method: z.string().optional(),
+  useragent: z.string().optional(),
+});
+export type RequestInfo = z.infer<typeof RequestInfo>;
+
+const JobBase = z.object({
+  version: z.literal(1),
+  jobId: z.string().min(1),
+  pushId: z.string().min(1),
+  eventId: z.string().min(1),
+  region: z.string().min(1),
+  repository: z.string().min(1),
+  createdAt: z.string().datetime(),
+  request: RequestInfo.optional(),
+});
+
+export const PushJob = JobBase.extend({
+  action: z.literal('push'),
+  tag: z.string().min(1).optional(),
+  manifest: DescriptorRef,
+  /** The plan inline, or a claim check: the blob in the state container that holds it. */
+  plan: z.union([z.object({ inline: ReplicationPlan }), z.object({ blobName: z.string().min(1) })]),
+});
+export type PushJob = z.infer<typeof PushJob>;
+
+export const DeleteJob = JobBase.extend({
+  action: z.literal('delete'),
+  /** Delete the tag only (manifest stays), or the manifest by digest (its tags go with it). */
+  tag: z.string().min(1).optional(),
+  digest: DigestSchema.optional(),
+  mediaType: z.string().optional(),
+}).refine((j) => j.tag || j.digest, { message: 'a delete job names a tag or a digest' });
+export type DeleteJob = z.infer<typeof DeleteJob>;
+
+export const ReplicationJob = z.union([PushJob, DeleteJob]);
+export type ReplicationJob = z.infer<typeof ReplicationJob>;
+
+/** The application properties a Service Bus dashboard shows and filters on. */
+export interface MessageEnvelope {
+  messageId: string;
+  correlationId: string;
+  subject: string;
+  applicationProperties: { region: string; action: string; repository: string; [k: string]: string | number | boolean };
+}
+
+export function replicationJobMessage(job: ReplicationJob): ServiceBusMessage {
+  const target = job.tag ?? (job.action === 'push' ? job.manifest.digest : job.digest);
+  return {
+    body: job,
+    contentType: 'application/json',
+    messageId: job.jobId,
+    correlationId: job.pushId,
+    subject: `${job.action}:${job.repository}:${target}`,
+    applicationProperties: { region: job.region, action: job.action, repository: job.repository, version: job.version },
+  };
+}
+
+/** Parses a received body; throws MessageSchemaError (the handler dead-letters with its text). */
+export function parseMessage<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
+  const result = schema.safeParse(typeof body === 'string' ? safeJson(body) : Buffer.isBuffer(body) ? safeJson(body.toString('utf8')) : body);
+  if (!result.success) throw new MessageSchemaError(what, result.error);
+  return result.data;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+export class MessageSchemaError extends Error {
+  constructor(readonly what: string, readonly zodError: z.ZodError) {
+    super(`${what} does not match its schema: ${summarizeZodError(zodError)}`);
+    this.name = 'MessageSchemaError';
+  }
+}
+
+export function summarizeZodError(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+
+/**
+ * Every setting georeg reads, validated once at start-up. Settings arrive as environment variables
+ * (Function App application settings, `local.settings.json` Values, or the local stack), so each
+ * is a string here and is parsed into its typed form. A bad or missing setting stops the process
+ * with a message naming it.
+ */
+
+const boolString = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const intString = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'expected a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
+
+const RegionName = z
+  .string()
+  .regex(/^[a-z][a-z0-9]{1,49}$/, 'a region name is 2-50 lowercase letters and digits, starting with a letter (e.g. eastus)');
+
+export const RegionSchema = z
+  .object({
+    name: RegionName,
+    connectionString: z.string().min(1).optional(),
+    accountUrl: z.string().url().optional(),
+    endpointEnabled: z.boolean().default(true),
+  })
+  .strict()
+  .refine((r) => Boolean(r.connectionString) !== Boolean(r.accountUrl), {
+    message: 'give exactly one of connectionString or accountUrl (the latter uses DefaultAzureCredential)',
+  });
+export type Region = z.infer<typeof RegionSchema>;
+
+const RawSettings = z.object({
+  GEOREG_HOME_REGION: RegionName,
+  GEOREG_REGIONS: z
+    .string({ required_error: 'missing' })
+    .transform((s, ctx) => {
+      try {
+        return JSON.parse(s) as unknown;
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: `not valid JSON (${(e as Error).message})` });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(RegionSchema).min(1, 'list at least the home region')),
+  GEOREG_REGISTRY_CONTAINER: z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'not a valid blob container name').default('registry'),
+  GEOREG_REGISTRY_ROOT: z.string().min(1).default('docker/registry/v2'),
+  GEOREG_STATE_CONTAINER: z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'not a valid blob container name').default('georeg'),
+  ServiceBusConnection: z.string().min(1).optional(),
+  ServiceBusConnection__fullyQualifiedNamespace: z.string().min(1).optional(),
+  GEOREG_REPLICATION_TOPIC: z.string().min(1).default('replication'),
+  GEOREG_WEBHOOK_QUEUE: z.string().min(1).default('webhook-deliveries'),
+  GEOREG_PUSH_SECRET: z.string().min(16, 'use at least 16 characters'),
+  GEOREG_VERIFY_DIGESTS: boolString.default('true'),
+  GEOREG_COPY_CONCURRENCY: intString(1, 64).default('8'),
+  GEOREG_MAX_INLINE_PLAN_BYTES: intString(1024, 1024 * 1024).default(String(192 * 1024)),
+});
+
+export interface Settings {
+  homeRegion: Region;
+  regions: Region[];
+  replicaRegions: Region[];
+  registry: { container: string; root: string };
+  stateContainer: string;
+  serviceBus: { connectionString?: string; fullyQualifiedNamespace?: string; replicationTopic: string; webhookQueue: string };
+  pushSecret: string;
+  verifyDigests: boolean;
+  copyConcurrency: number;
+  maxInlinePlanBytes: number;
+}
+
+export class SettingsError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`georeg cannot start, fix these settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'SettingsError';
+  }
+}
+
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const parsed = RawSettings.safeParse(env);
+  if (!parsed.success) {
+    throw new SettingsError(
+      parsed.error.issues.map((i) => {
+        const [name, ...rest] = i.path;
+        const where = rest.length ? `${String(name)}[${rest.join('.')}]` : String(name);
+        const message = i.code === 'invalid_type' && i.received === 'undefined' ? 'missing' : i.message;
+        return `${where}: ${message}`;
+      }),
+    );
+  }
+  const s = parsed.data;
+  const problems: string[] = [];
+  const names = s.GEOREG_REGIONS.map((r) => r.name);
+  const duplicate = names.find((n, i) => names.indexOf(n) !== i);
+  if (duplicate) problems.push(`GEOREG_REGIONS: region "${duplicate}" is listed twice`);
+  const home = s.GEOREG_REGIONS.find((r) => r.name === s.GEOREG_HOME_REGION);
+  if (!home) problems.push(`GEOREG_HOME_REGION: "${s.GEOREG_HOME_REGION}" is not one of GEOREG_REGIONS (${names.join(', ')})`);
+  if (!s.ServiceBusConnection && !s.ServiceBusConnection__fullyQualifiedNamespace) {
+    problems.push('ServiceBusConnection: missing (a connection string, or set ServiceBusConnection__fullyQualifiedNamespace to use a managed identity)');
+  }
+  if (problems.length || !home) throw new SettingsError(problems);
+  return {
+    homeRegion: home,
+    regions: s.GEOREG_REGIONS,
+    replicaRegions: s.GEOREG_REGIONS.filter((r) => r.name !== home.name),
+    registry: { container: s.GEOREG_REGISTRY_CONTAINER, root: s.GEOREG_REGISTRY_ROOT },
+    stateContainer: s.GEOREG_STATE_CONTAINER,
+    serviceBus: {
+      connectionString: s.ServiceBusConnection,
+      fullyQualifiedNamespace: s.ServiceBusConnection__fullyQualifiedNamespace,
+      replicationTopic: s.GEOREG_REPLICATION_TOPIC,
+      webhookQueue: s.GEOREG_WEBHOOK_QUEUE,
+    },
+    pushSecret: s.GEOREG_PUSH_SECRET,
+    verifyDigests: s.GEOREG_VERIFY_DIGESTS,
+    copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
+    maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,
+  };
+}
