@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+/**
+ * Azurite's blob service with one storage account per region, for the embedded stack, the tests and
+ * the benchmarks.
+ *
+ * It runs as a child process, not in-process: on a 2-core machine Azurite's request handling and
+ * in-memory extent copying would otherwise share our event loop and skew every copy measurement.
+ * The accounts come from AZURITE_ACCOUNTS (`name:base64key;...`), which replaces Azurite's default
+ * `devstoreaccount1`. Data lives in memory; Azurite refuses `--location` with `--inMemoryPersistence`,
+ * so its working directory is a temp dir instead and nothing it writes lands in the repository. Path-style URLs (`http://127.0.0.1:<port>/<account>`) address the accounts.
+ */
+
+export interface AzuriteOptions {
+  /** Storage account names (3-24 lowercase letters and digits), e.g. one per region. */
+  accounts: string[];
+  host?: string;
+  /** 0 (the default) lets the OS pick a free port. */
+  blobPort?: number;
+  /** Suppress Azurite's access log (default true). */
+  silent?: boolean;
+  /** Milliseconds to wait for Azurite to listen (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+export interface Azurite {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  blobEndpoint(account: string): string;
+  connectionString(account: string): string;
+  /** The account key, base64. */
+  accountKey(account: string): string;
+  close(): Promise<void>;
+}
+
+const ACCOUNT_NAME = /^[a-z0-9]{3,24}$/;
+
+export async function startAzurite(options: AzuriteOptions): Promise<Azurite> {
+  const host = options.host ?? '127.0.0.1';
+  const accounts = [...new Set(options.accounts)];
+  if (accounts.length === 0) throw new Error('startAzurite: give at least one account name');
+  for (const a of accounts) {
+    // Azurite silently falls back to devstoreaccount1 when AZURITE_ACCOUNTS does not parse.
+    if (!ACCOUNT_NAME.test(a)) throw new Error(`startAzurite: "${a}" is not a valid storage account name (3-24 lowercase letters and digits)`);
+  }
+  const keys = new Map(accounts.map((a) => [a, randomBytes(64).toString('base64')]));
+  const location = mkdtempSync(join(tmpdir(), 'georeg-azurite-'));
+  const main = join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'blob', 'main.js');
+  const args = [
+    '--blobHost', host,
+    '--blobPort', String(options.blobPort ?? 0),
+    '--inMemoryPersistence',
+    '--skipApiVersionCheck',
+    '--loose',
+    '--disableProductStyleUrl',
+    '--disableTelemetry',
+    ...(options.silent === false ? [] : ['--silent']),
+  ];
+  // A small bootstrap: when the parent goes away without close() (its IPC channel closes: a killed
+  // test worker), remove the temp dir and exit, so no orphaned Azurite holds memory; then run
+  // Azurite's own entry point.
+  const bootstrap = [
+    `process.on('disconnect', () => { try { require('node:fs').rmSync(${JSON.stringify(location)}, { recursive: true, force: true }); } finally { process.exit(0); } });`,
+    `process.argv.splice(1, 0, ${JSON.stringify(main)});`,
+    `require(${JSON.stringify(main)});`,
+  ].join(' ');
+  const child = spawn(process.execPath, ['-e', bootstrap, '--', ...args], {
+    cwd: location,
+    env: { ...process.env, AZURITE_ACCOUNTS: accounts.map((a) => `${a}:${keys.get(a)}`).join(';') },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+
+  let port: number;
+  try {
+    port = await listening(child, options.startTimeoutMs ?? 30_000);
+  } catch (e) {
+    await stop(child);
+    rmSync(location, { recursive: true, force: true });
+    throw e;
+  }
+  // From here on Azurite must not keep our process alive; close() ends it explicitly.
+  child.stdout?.resume();
+  child.stderr?.resume();
+  child.unref();
+  (child.stdout as unknown as { unref?: () => void })?.unref?.();
+  (child.stderr as unknown as { unref?: () => void })?.unref?.();
+  child.channel?.unref();
+
+  const url = `http://${host}:${port}`;
+  const known = (account: string): string => {
+    const key = keys.get(account);
+    if (!key) throw new Error(`Azurite at ${url} has no account "${account}" (it has ${accounts.join(', ')})`);
+    return key;
+  };
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    blobEndpoint: (account) => (known(account), `${url}/${account}`),
+    accountKey: known,
+    connectionString: (account) =>
+      `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${known(account)};BlobEndpoint=${url}/${account};`,
+    close() {
+      closed ??= stop(child).finally(() => rmSync(location, { recursive: true, force: true }));
+      return closed;
+    },
+  };
+}
+
+/** Resolves with the port once Azurite prints that it listens; rejects with its output if it exits first. */
+function listening(child: ChildProcess, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => done(new Error(`Azurite did not start listening within ${timeoutMs} ms. Output:\n${output}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = /successfully listens on https?:\/\/[^\s]*:(\d+)/.exec(output);
+      if (m) done(undefined, Number(m[1]));
+    };
+    const onExit = (code: number | null, signal: string | null) =>
+      done(new Error(`Azurite exited before listening (code ${code}, signal ${signal}). Output:\n${output}`));
+    const done = (error?: Error, port?: number) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      child.off('error', onError);
+      if (error) reject(error);
+      else resolve(port!);
+    };
+    const onError = (e: Error) => done(new Error(`could not start Azurite: ${e.message}`));
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', onExit);
+    child.once('error', onError);
+  });
+}
+
+/**
+ * Kills Azurite and resolves once the process is gone. SIGKILL straight away: the data is in memory
+ * and is meant to go, and Azurite's graceful close on SIGTERM waits for every client's idle
+ * keep-alive socket to time out.
+ */
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.ref(); // keep our process alive until the exit is seen
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}

@@ -1,0 +1,411 @@
+import { randomBytes } from 'node:crypto';
+import type { BlobBeginCopyFromUrlPollState } from '@azure/storage-blob';
+import { Digester, DigestMismatchError, parseDigest } from '../oci/digest';
+import { codeOf, isNotFound, RegionStorageError, statusOf } from '../storage/clients';
+import type { BlobProperties, BlobType, RegionStorage } from '../storage/region-storage';
+
+/**
+ * Copies one blob from the home region's storage into a replica region's, using the strongest
+ * primitive the two accounts allow:
+ *
+ *   put-blob-from-url    Put Blob From URL: one synchronous server-side request (≤ 5,000 MiB)
+ *   put-block-from-url   Put Block From URL in parallel ranges + Put Block List (larger blobs)
+ *   copy-blob            async Copy Blob, polled until done (keeps the blob type: an append blob
+ *                        stays one)
+ *   stream               through this worker: download → stage blocks → commit, hashed on the way
+ *
+ * The source is read through a short-lived read-only SAS. A primitive the storage answers
+ * NotImplemented, or that cannot reach the source (CannotVerifyCopySource: a firewall, another
+ * emulator instance), is remembered per (source, target) for a while, so later copies go straight
+ * to the one that works. Azurite 3.35 answers NotImplemented for both URL primitives and supports
+ * Copy Blob only between accounts of the same instance.
+ *
+ * Every copy ends with the target's size checked, and with `verifyDigest` its sha256: server-side
+ * copies are read back and hashed; a stream copy is hashed as it passes and is committed only if it
+ * matches. A bad copy is deleted before the error is thrown. Transient HTTP failures are retried by
+ * the SDK's retry policy (see storage/clients.ts), not here.
+ */
+
+export type CopyMethod = 'put-blob-from-url' | 'put-block-from-url' | 'copy-blob' | 'stream';
+
+export interface CopyBlobRequest {
+  source: RegionStorage;
+  target: RegionStorage;
+  digest: string;
+  expectedSize: number;
+  verifyDigest: boolean;
+  signal?: AbortSignal;
+  /** Only these methods, in this order (benchmarks, tests); default: the strongest first. */
+  methods?: CopyMethod[];
+}
+
+export interface CopyResult {
+  method: CopyMethod;
+  bytes: number;
+  durationMs: number;
+  /** The blob type at the target: Copy Blob keeps the source's, the other methods write block blobs. */
+  blobType: BlobType;
+  /** Methods tried first and found unsupported for this pair of accounts. */
+  fellBackFrom: CopyMethod[];
+}
+
+/** Put Blob From URL takes sources up to 5,000 MiB; above that, Put Block From URL. */
+export const PUT_BLOB_FROM_URL_MAX_BYTES = 5000 * 1024 * 1024;
+/** Range size for Put Block From URL (≤ 4,000 MiB per block; 50,000 blocks). */
+export const URL_BLOCK_BYTES = 100 * 1024 * 1024;
+/** Block size for stream copies: memory in flight is STREAM_BLOCK_BYTES × (STREAM_PARALLEL + 1). */
+export const STREAM_BLOCK_BYTES = 8 * 1024 * 1024;
+const STREAM_PARALLEL = 4;
+const URL_BLOCK_PARALLEL = 8;
+/** How long a "this primitive does not work here" stays remembered. */
+const CAPABILITY_TTL_MS = 30 * 60 * 1000;
+/** Give up on an async Copy Blob that has not finished after this long (and abort it). */
+const COPY_BLOB_TIMEOUT_MS = 2 * 60 * 60 * 1000;
+/** The source SAS must outlive the copy: Copy Blob reads the source asynchronously. */
+const SOURCE_SAS_TTL_MS = COPY_BLOB_TIMEOUT_MS + 10 * 60 * 1000;
+
+export class SourceBlobMissingError extends Error {
+  constructor(readonly digest: string, readonly region: string, path: string) {
+    super(`blob ${digest} is not in the home region ${region} (${path}): the push references a blob the registry does not hold; push the image again`);
+    this.name = 'SourceBlobMissingError';
+  }
+}
+
+/** The size differs from the descriptor's: the content cannot match the digest either. */
+export class BlobSizeMismatchError extends DigestMismatchError {
+  constructor(readonly digest: string, readonly expectedSize: number, readonly actualSize: number, readonly region: string, detail: string) {
+    super(digest, `(${actualSize} bytes)`, region);
+    this.message = `size mismatch for ${digest} in ${region}: expected ${expectedSize} bytes, found ${actualSize}; ${detail}`;
+    this.name = 'BlobSizeMismatchError';
+  }
+}
+
+/** Copy Blob ended failed or aborted, or did not finish in time. */
+export class CopyFailedError extends RegionStorageError {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause);
+    this.name = 'CopyFailedError';
+  }
+}
+
+class UnsupportedPrimitive extends Error {}
+
+// (source container url → target container url) → method → unsupported until (ms since epoch)
+const unsupported = new Map<string, Map<CopyMethod, number>>();
+
+/** What the capability cache holds (for status pages and tests). */
+export function copyCapabilities(): Array<{ source: string; target: string; unsupported: CopyMethod[] }> {
+  const now = Date.now();
+  return [...unsupported].map(([key, methods]) => {
+    const [source, target] = key.split(' -> ');
+    return { source, target, unsupported: [...methods].filter(([, until]) => until > now).map(([m]) => m) };
+  });
+}
+
+export function resetCopyCapabilities(): void {
+  unsupported.clear();
+}
+
+export async function copyBlob(request: CopyBlobRequest): Promise<CopyResult> {
+  const { source, target, digest, expectedSize, signal } = request;
+  const started = performance.now();
+  parseDigest(digest);
+  const sourceProps = await source.blobProperties(digest);
+  if (!sourceProps) throw new SourceBlobMissingError(digest, source.region, source.layout.blobData(digest));
+  if (sourceProps.size !== expectedSize) {
+    throw new BlobSizeMismatchError(digest, expectedSize, sourceProps.size, source.region, 'the home region holds a different blob than the manifest describes; nothing was copied');
+  }
+
+  const key = `${source.url} -> ${target.url}`;
+  const candidates = request.methods ?? (expectedSize <= PUT_BLOB_FROM_URL_MAX_BYTES ? ['put-blob-from-url', 'copy-blob', 'stream'] : ['put-block-from-url', 'copy-blob', 'stream']);
+  const fellBackFrom: CopyMethod[] = [];
+  for (const method of candidates) {
+    if (method !== 'stream' && !request.methods && isUnsupported(key, method)) continue;
+    signal?.throwIfAborted();
+    try {
+      await run(method, request, sourceProps);
+    } catch (e) {
+      if (!(e instanceof UnsupportedPrimitive)) throw e;
+      // A source deleted since the HEAD above also reads as CannotVerifyCopySource: not a capability.
+      if (!(await source.blobProperties(digest))) throw new SourceBlobMissingError(digest, source.region, source.layout.blobData(digest));
+      markUnsupported(key, method);
+      fellBackFrom.push(method);
+      continue;
+    }
+    const properties = await verifyTarget(method, request);
+    return { method, bytes: properties.size, durationMs: Math.round(performance.now() - started), blobType: properties.blobType, fellBackFrom };
+  }
+  throw new RegionStorageError(`no copy method worked for ${digest} from ${source.region} to ${target.region} (tried ${fellBackFrom.join(', ') || 'none'}; allowed ${candidates.join(', ')})`);
+}
+
+export interface CopyProgress {
+  done: number;
+  total: number;
+  bytes: number;
+  digest: string;
+  result: CopyResult;
+}
+
+/**
+ * Copies many blobs, at most `concurrency` at a time. The first failure stops new copies from
+ * starting; the ones running finish, then it is thrown. Results are in the order of `items`.
+ */
+export async function copyBlobs(
+  items: readonly CopyBlobRequest[],
+  options: { concurrency: number; onProgress?: (progress: CopyProgress) => void; signal?: AbortSignal },
+): Promise<CopyResult[]> {
+  const results: CopyResult[] = new Array(items.length);
+  let next = 0;
+  let done = 0;
+  let bytes = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const index = next++;
+      const item = items[index];
+      try {
+        const result = await copyBlob({ ...item, signal: item.signal ?? options.signal });
+        results[index] = result;
+        done += 1;
+        bytes += result.bytes;
+        options.onProgress?.({ done, total: items.length, bytes, digest: item.digest, result });
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, items.length)) }, worker));
+  if (failure) throw failure.error;
+  return results;
+}
+
+function isUnsupported(key: string, method: CopyMethod): boolean {
+  const until = unsupported.get(key)?.get(method);
+  return until !== undefined && until > Date.now();
+}
+
+function markUnsupported(key: string, method: CopyMethod): void {
+  let methods = unsupported.get(key);
+  if (!methods) unsupported.set(key, (methods = new Map()));
+  methods.set(method, Date.now() + CAPABILITY_TTL_MS);
+}
+
+/** The storage does not offer the primitive, or cannot read the source through the SAS from where it is. */
+function primitiveUnsupported(e: unknown): boolean {
+  const code = codeOf(e);
+  return statusOf(e) === 501 || code === 'NotImplemented' || code === 'APINotImplemented' || code === 'FeatureNotSupported' || code === 'CannotVerifyCopySource';
+}
+
+async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: BlobProperties): Promise<void> {
+  const { source, target, digest } = request;
+  const attempt = async (what: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (e) {
+      if (primitiveUnsupported(e)) throw new UnsupportedPrimitive(method);
+      if (e instanceof RegionStorageError || e instanceof DigestMismatchError || e instanceof SourceBlobMissingError) throw e;
+      if ((e as Error)?.name === 'AbortError') throw e;
+      throw new RegionStorageError(`${what} of ${digest} from ${source.region} to ${target.region} failed`, e);
+    }
+  };
+  switch (method) {
+    case 'put-blob-from-url':
+      return attempt('Put Blob From URL', async () => {
+        const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
+        await target.container.getBlockBlobClient(target.layout.blobData(digest)).syncUploadFromURL(url, { abortSignal: request.signal });
+      });
+    case 'put-block-from-url':
+      return attempt('Put Block From URL', () => putBlocksFromUrl(request, sourceProps));
+    case 'copy-blob':
+      return attempt('Copy Blob', () => copyBlobAsync(request));
+    case 'stream':
+      return attempt('stream copy', () => streamCopy(request, sourceProps));
+  }
+}
+
+async function putBlocksFromUrl(request: CopyBlobRequest, sourceProps: BlobProperties): Promise<void> {
+  const { source, target, digest, signal } = request;
+  const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
+  const blob = target.container.getBlockBlobClient(target.layout.blobData(digest));
+  const ranges: Array<{ id: string; offset: number; count: number }> = [];
+  const nonce = randomBytes(6).toString('hex');
+  for (let offset = 0, i = 0; offset < sourceProps.size; offset += URL_BLOCK_BYTES, i++) {
+    ranges.push({ id: blockId(nonce, i), offset, count: Math.min(URL_BLOCK_BYTES, sourceProps.size - offset) });
+  }
+  await pool(ranges, URL_BLOCK_PARALLEL, (r) => blob.stageBlockFromURL(r.id, url, r.offset, r.count, { abortSignal: signal }).then(() => undefined));
+  await blob.commitBlockList(ranges.map((r) => r.id), { blobHTTPHeaders: { blobContentType: sourceProps.contentType }, abortSignal: signal });
+}
+
+async function copyBlobAsync(request: CopyBlobRequest): Promise<void> {
+  const { source, target, digest, signal } = request;
+  const blob = target.blobClient(digest);
+  const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
+  let copyId: string | undefined;
+  let status: string | undefined;
+  let description: string | undefined;
+  try {
+    // The SDK's poller starts the copy; the polling is ours (back-off, and it handles "aborted").
+    const poller = await blob.beginCopyFromURL(url, { abortSignal: signal });
+    const state = poller.getOperationState() as BlobBeginCopyFromUrlPollState;
+    copyId = state.copyId;
+    status = state.isCompleted ? 'success' : 'pending';
+  } catch (e) {
+    // Another job is copying the same blob here (a layer shared by two pushes): wait for that copy.
+    if (codeOf(e) !== 'PendingCopyOperation') throw e;
+    status = 'pending';
+  }
+  const deadline = Date.now() + COPY_BLOB_TIMEOUT_MS;
+  let delay = 100;
+  while (status === 'pending') {
+    if (Date.now() > deadline) {
+      if (copyId) await blob.abortCopyFromURL(copyId).catch(() => {});
+      throw new CopyFailedError(`Copy Blob of ${digest} from ${source.region} to ${target.region} did not finish in ${COPY_BLOB_TIMEOUT_MS / 60000} min and was aborted; the job will be retried`);
+    }
+    try {
+      await sleep(delay, signal);
+    } catch (e) {
+      if (copyId) await blob.abortCopyFromURL(copyId).catch(() => {});
+      throw e;
+    }
+    delay = Math.min(delay * 2, 5_000);
+    const p = await blob.getProperties({ abortSignal: signal });
+    status = p.copyStatus;
+    description = p.copyStatusDescription;
+    copyId ??= p.copyId;
+  }
+  if (status !== 'success') {
+    throw new CopyFailedError(`Copy Blob of ${digest} from ${source.region} to ${target.region} ended "${status}"${description ? `: ${description}` : ''}; the job will be retried`);
+  }
+}
+
+/** Download → staged blocks → commit. Nothing becomes visible at the target unless the content checks out. */
+async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties): Promise<void> {
+  const { source, target, digest, expectedSize, signal } = request;
+  const path = target.layout.blobData(digest);
+  let body: NodeJS.ReadableStream | undefined;
+  try {
+    const res = await source.blobClient(digest).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
+    body = res.readableStreamBody;
+  } catch (e) {
+    if (isNotFound(e)) throw new SourceBlobMissingError(digest, source.region, source.layout.blobData(digest));
+    throw e;
+  }
+  const blob = target.container.getBlockBlobClient(path);
+  // Blocks cannot be staged onto an append blob (409 InvalidBlobType): a stale or partial one from
+  // an earlier attempt goes first. Every method overwrites the target; this one just does it early.
+  const existing = await target.blobProperties(digest);
+  if (existing && existing.blobType !== 'BlockBlob') await target.deleteBlob(path);
+  const digester = new Digester(parseDigest(digest).algorithm);
+  const nonce = randomBytes(6).toString('hex');
+  const ids: string[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let stageError: { error: unknown } | undefined;
+  const stage = async (data: Buffer) => {
+    const id = blockId(nonce, ids.length);
+    ids.push(id);
+    while (inFlight.size >= STREAM_PARALLEL) await Promise.race(inFlight);
+    if (stageError) throw stageError.error;
+    const p: Promise<void> = blob
+      .stageBlock(id, data, data.length, { abortSignal: signal })
+      .then(
+        () => undefined,
+        (error) => {
+          stageError ??= { error };
+        },
+      )
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  try {
+    for await (const raw of body ?? []) {
+      const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
+      digester.update(chunk);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      while (pendingBytes >= STREAM_BLOCK_BYTES) {
+        const all = Buffer.concat(pending);
+        await stage(all.subarray(0, STREAM_BLOCK_BYTES));
+        const rest = all.subarray(STREAM_BLOCK_BYTES);
+        pending = rest.length ? [rest] : [];
+        pendingBytes = rest.length;
+      }
+    }
+    if (pendingBytes > 0) await stage(Buffer.concat(pending));
+  } finally {
+    await Promise.all(inFlight);
+  }
+  if (stageError) throw stageError.error;
+  if (digester.size !== expectedSize) {
+    throw new BlobSizeMismatchError(digest, expectedSize, digester.size, source.region, `the download from the home region ended early or the blob changed; nothing was written to ${target.region}`);
+  }
+  if (request.verifyDigest) {
+    const actual = digester.digest();
+    if (actual !== digest) {
+      throw new DigestMismatchError(digest, actual, `${source.region} (read while stream-copying to ${target.region}; nothing was written there). The home region's blob is corrupt: push the image again`);
+    }
+  }
+  await blob.commitBlockList(ids, { blobHTTPHeaders: { blobContentType: sourceProps.contentType ?? 'application/octet-stream' }, abortSignal: signal });
+}
+
+/** Size always; sha256 when asked (server-side copies are read back). A bad copy is deleted. */
+async function verifyTarget(method: CopyMethod, request: CopyBlobRequest): Promise<BlobProperties> {
+  const { source, target, digest, expectedSize, signal } = request;
+  const path = target.layout.blobData(digest);
+  const props = await target.blobProperties(digest);
+  if (!props) throw new RegionStorageError(`${method} of ${digest} from ${source.region} reported success but ${target.region} has no blob at ${path}; the job will be retried`);
+  if (props.size !== expectedSize) {
+    await target.deleteBlob(path);
+    throw new BlobSizeMismatchError(digest, expectedSize, props.size, target.region, `after ${method} from ${source.region}; the copy was deleted`);
+  }
+  if (request.verifyDigest && method !== 'stream') {
+    const res = await target.blobClient(digest).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
+    const digester = new Digester(parseDigest(digest).algorithm);
+    for await (const chunk of res.readableStreamBody ?? []) digester.update(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+    const actual = digester.digest();
+    if (actual !== digest) {
+      await target.deleteBlob(path);
+      const error = new DigestMismatchError(digest, actual, `${target.region} (${path}) after ${method} from ${source.region}`);
+      error.message += `; the copy in ${target.region} was deleted. If the blob in ${source.region} hashes wrong too, it is corrupt there: push the image again`;
+      throw error;
+    }
+  }
+  return props;
+}
+
+/** Block ids must all have the same length; the nonce keeps two concurrent writers' blocks apart. */
+function blockId(nonce: string, index: number): string {
+  return Buffer.from(`${nonce}-${String(index).padStart(6, '0')}`).toString('base64');
+}
+
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      try {
+        await fn(items[next++]);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure) throw failure.error;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,363 @@
+import type { TokenCredential } from '@azure/identity';
+import {
+  BlobSASPermissions,
+  StorageSharedKeyCredential,
+  type AppendBlobClient,
+  type BlobClient,
+  type BlobServiceClient,
+  type ContainerClient,
+  type StorageRetryOptions,
+  type UserDelegationKey,
+} from '@azure/storage-blob';
+import { isDigest, parseDigest, verifyDigest } from '../oci/digest';
+import { blobServiceClient, codeOf, isNotFound, RegionStorageError } from './clients';
+import { RegistryLayout } from './paths';
+
+/**
+ * One region's registry storage: the Distribution layout (see paths.ts) inside one container of the
+ * region's storage account. Everything georeg reads or writes in a registry goes through here, so
+ * every failure names the region, the blob, and what to do.
+ *
+ * Blobs are written as Distribution's Azure driver writes them: layer data as append blobs (created,
+ * then appended in ≤4 MiB blocks), manifests, configs and links as block blobs. Readers accept any
+ * blob type, as Distribution's reader does: a server-side copy may turn an append blob into a block
+ * blob.
+ */
+
+export type BlobType = 'BlockBlob' | 'AppendBlob' | 'PageBlob';
+
+export interface BlobProperties {
+  size: number;
+  blobType: BlobType;
+  contentType?: string;
+  etag: string;
+}
+
+export interface RegionStorageOptions {
+  /** The account's service client: needed to sign read URLs with a user delegation key (Entra ID access). */
+  service?: BlobServiceClient;
+}
+
+export interface WriteBlobOptions {
+  /** Write as an append blob (layer data, as Distribution does); default a block blob. */
+  append?: boolean;
+  contentType?: string;
+}
+
+/** Manifests are small (registries cap them at 4 MiB); anything larger is not one. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** The largest block an append blob accepts. */
+export const APPEND_BLOCK_BYTES = 4 * 1024 * 1024;
+
+export class BlobNotFoundError extends RegionStorageError {
+  constructor(readonly region: string, readonly digest: string, path: string, cause?: unknown) {
+    super(`blob ${digest} is not in ${region}'s registry storage (${path}): push it again, or check the registry container and root`, cause);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+export class RegionStorage {
+  private delegationKey?: { key: UserDelegationKey; expiresOn: number };
+
+  constructor(
+    readonly container: ContainerClient,
+    readonly layout: RegistryLayout,
+    readonly region: string,
+    private readonly options: RegionStorageOptions = {},
+  ) {}
+
+  /** The account name, e.g. for logs and for telling accounts apart. */
+  get accountName(): string {
+    return this.container.accountName;
+  }
+
+  /** Where this region's storage is, without credentials: `<account url>/<container>`. */
+  get url(): string {
+    return this.container.url;
+  }
+
+  async ensureContainer(): Promise<void> {
+    try {
+      await this.container.createIfNotExists();
+    } catch (e) {
+      throw new RegionStorageError(`cannot create or reach container "${this.container.containerName}" in ${this.region} (${this.container.url}): check the account's connection string or the identity's role (Storage Blob Data Contributor)`, e);
+    }
+  }
+
+  blobClient(digest: string): BlobClient {
+    return this.container.getBlobClient(this.layout.blobData(digest));
+  }
+
+  /** Properties of a blob's data, or undefined when the region does not have it. */
+  async blobProperties(digest: string): Promise<BlobProperties | undefined> {
+    return this.propertiesAt(this.layout.blobData(digest), digest);
+  }
+
+  /** Properties of any blob in the container by path (a link, blob data), or undefined when absent. */
+  async propertiesAt(path: string, what = path): Promise<BlobProperties | undefined> {
+    try {
+      const p = await this.container.getBlobClient(path).getProperties();
+      return { size: p.contentLength ?? 0, blobType: (p.blobType ?? 'BlockBlob') as BlobType, contentType: p.contentType, etag: p.etag ?? '' };
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw new RegionStorageError(`cannot read properties of ${what} in ${this.region} (${path})`, e);
+    }
+  }
+
+  /** Size of each digest's blob in this region, undefined where it is missing; at most `concurrency` HEADs at once. */
+  async hasBlobs(digests: readonly string[], concurrency = 8): Promise<Map<string, number | undefined>> {
+    const unique = [...new Set(digests)];
+    const sizes = new Map<string, number | undefined>();
+    await forEachLimit(unique, concurrency, async (d) => {
+      sizes.set(d, (await this.blobProperties(d))?.size);
+    });
+    // In the order asked, whatever order the HEADs finished in.
+    return new Map(unique.map((d) => [d, sizes.get(d)]));
+  }
+
+  /**
+   * A manifest's (or config's) bytes. Refuses blobs over `maxBytes` (a layer is never read whole),
+   * and by default refuses content that does not hash to its digest.
+   */
+  async readBlob(digest: string, options: { maxBytes?: number; verify?: boolean } = {}): Promise<Buffer> {
+    const maxBytes = options.maxBytes ?? MAX_MANIFEST_BYTES;
+    const path = this.layout.blobData(digest);
+    let data: Buffer;
+    try {
+      const res = await this.container.getBlobClient(path).download();
+      const size = res.contentLength ?? 0;
+      if (size > maxBytes) {
+        res.readableStreamBody?.destroy();
+        throw new RegionStorageError(`blob ${digest} in ${this.region} is ${size} bytes, over the ${maxBytes}-byte limit for manifests: it is a layer, or the digest in the notification is wrong`);
+      }
+      data = await readAll(res.readableStreamBody);
+    } catch (e) {
+      if (isNotFound(e)) throw new BlobNotFoundError(this.region, digest, path, e);
+      if (e instanceof RegionStorageError) throw e;
+      throw new RegionStorageError(`cannot read blob ${digest} in ${this.region} (${path})`, e);
+    }
+    if (options.verify ?? true) verifyDigest(digest, data, `${this.region} (${path})`);
+    return data;
+  }
+
+  /**
+   * Writes blob data. `append`: an append blob, created and then appended in ≤4 MiB blocks, as
+   * Distribution's Azure driver writes layers; otherwise a block blob. Overwrites what is there.
+   */
+  async writeBlob(digest: string, data: Buffer, options: WriteBlobOptions = {}): Promise<void> {
+    parseDigest(digest);
+    const path = this.layout.blobData(digest);
+    const blobHTTPHeaders = { blobContentType: options.contentType ?? 'application/octet-stream' };
+    try {
+      if (options.append) {
+        const blob = this.container.getAppendBlobClient(path);
+        await blob.create({ blobHTTPHeaders });
+        for (let offset = 0; offset < data.length; offset += APPEND_BLOCK_BYTES) {
+          const chunk = data.subarray(offset, offset + APPEND_BLOCK_BYTES);
+          await appendOnce(blob, chunk, offset);
+        }
+      } else {
+        await this.container.getBlockBlobClient(path).uploadData(data, { blobHTTPHeaders, blockSize: APPEND_BLOCK_BYTES, concurrency: 4 });
+      }
+    } catch (e) {
+      throw new RegionStorageError(`cannot write blob ${digest} (${data.length} bytes) to ${this.region} (${path}): retry the push`, e);
+    }
+  }
+
+  /** The digest a link holds, or undefined when the link is absent. */
+  async readLink(path: string): Promise<string | undefined> {
+    let text: string;
+    try {
+      text = (await this.container.getBlobClient(path).downloadToBuffer()).toString('utf8').trim();
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw new RegionStorageError(`cannot read link ${path} in ${this.region}`, e);
+    }
+    if (!isDigest(text)) {
+      throw new RegionStorageError(`link ${path} in ${this.region} holds ${JSON.stringify(text.slice(0, 100))}, not a digest: the registry storage is corrupt there; rewrite or delete the link`);
+    }
+    return text;
+  }
+
+  /** Writes a link: the digest string and nothing else (no newline), exactly as Distribution does. */
+  async writeLink(path: string, digest: string): Promise<void> {
+    parseDigest(digest);
+    const body = Buffer.from(digest, 'utf8');
+    try {
+      await this.container.getBlockBlobClient(path).upload(body, body.length, { blobHTTPHeaders: { blobContentType: 'application/octet-stream' } });
+    } catch (e) {
+      throw new RegionStorageError(`cannot write link ${path} -> ${digest} in ${this.region}`, e);
+    }
+  }
+
+  async linkExists(path: string): Promise<boolean> {
+    try {
+      return await this.container.getBlobClient(path).exists();
+    } catch (e) {
+      throw new RegionStorageError(`cannot check link ${path} in ${this.region}`, e);
+    }
+  }
+
+  /** Deletes one blob by path; false when it was not there. */
+  async deleteBlob(path: string): Promise<boolean> {
+    try {
+      return (await this.container.getBlobClient(path).deleteIfExists()).succeeded;
+    } catch (e) {
+      throw new RegionStorageError(`cannot delete ${path} in ${this.region}`, e);
+    }
+  }
+
+  /** Deletes every blob whose name starts with `prefix` (an exact path deletes that blob); returns how many. */
+  async deletePrefix(prefix: string): Promise<number> {
+    const names: string[] = [];
+    try {
+      for await (const item of this.container.listBlobsFlat({ prefix })) names.push(item.name);
+    } catch (e) {
+      throw new RegionStorageError(`cannot list ${prefix} in ${this.region}`, e);
+    }
+    let deleted = 0;
+    await forEachLimit(names, 8, async (name) => {
+      if (await this.deleteBlob(name)) deleted += 1;
+    });
+    return deleted;
+  }
+
+  /** Tags of a repository that have a `current/link`, sorted. */
+  async listTags(repository: string): Promise<string[]> {
+    const prefix = this.layout.tagsPrefix(repository);
+    const tags: string[] = [];
+    try {
+      for await (const item of this.container.listBlobsFlat({ prefix })) {
+        const parsed = this.layout.parseTagCurrentLink(item.name);
+        if (parsed && parsed.repository === repository) tags.push(parsed.tag);
+      }
+    } catch (e) {
+      throw new RegionStorageError(`cannot list tags of ${repository} in ${this.region} (${prefix})`, e);
+    }
+    return tags.sort();
+  }
+
+  /**
+   * Every tag in the registry with the manifest digest it points at: a flat listing under the
+   * repositories prefix, keeping the `current/link` blobs. A tag deleted between listing and
+   * reading is skipped.
+   */
+  async *listRepositoriesWithTags(options: { concurrency?: number } = {}): AsyncIterable<{ repository: string; tag: string; digest: string }> {
+    const prefix = this.layout.repositoriesPrefix();
+    const pages = this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 5000 });
+    for (;;) {
+      let page;
+      try {
+        page = await pages.next();
+      } catch (e) {
+        throw new RegionStorageError(`cannot list repositories in ${this.region} (${prefix})`, e);
+      }
+      if (page.done) return;
+      const found: Array<{ repository: string; tag: string; path: string; digest?: string }> = [];
+      for (const item of page.value.segment.blobItems) {
+        const parsed = this.layout.parseTagCurrentLink(item.name);
+        if (parsed) found.push({ ...parsed, path: item.name });
+      }
+      await forEachLimit(found, options.concurrency ?? 8, async (f) => {
+        f.digest = await this.readLink(f.path);
+      });
+      for (const f of found) if (f.digest) yield { repository: f.repository, tag: f.tag, digest: f.digest };
+    }
+  }
+
+  /**
+   * A URL that reads the digest's blob for `ttlMs`, for server-side copies into another account:
+   * a service SAS signed with the account key, or with a user delegation key under Entra ID.
+   */
+  async readUrl(digest: string, ttlMs = 60 * 60 * 1000): Promise<string> {
+    const blob = this.blobClient(digest);
+    // Started a few minutes back: the target's clock may be behind ours.
+    const startsOn = new Date(Date.now() - 5 * 60 * 1000);
+    const expiresOn = new Date(Date.now() + ttlMs);
+    const permissions = BlobSASPermissions.parse('r');
+    // A connection string with a SAS token: the blob's URL already carries it.
+    if (new URL(blob.url).searchParams.has('sig')) return blob.url;
+    try {
+      if (this.container.credential instanceof StorageSharedKeyCredential) {
+        return await blob.generateSasUrl({ permissions, startsOn, expiresOn });
+      }
+      const key = await this.userDelegationKey(startsOn, expiresOn);
+      return await blob.generateUserDelegationSasUrl({ permissions, startsOn, expiresOn }, key);
+    } catch (e) {
+      throw new RegionStorageError(
+        `cannot sign a read URL for ${digest} in ${this.region}: with Entra ID the identity needs "Storage Blob Delegator" (or Data Contributor) on the account`,
+        e,
+      );
+    }
+  }
+
+  private async userDelegationKey(startsOn: Date, expiresOn: Date): Promise<UserDelegationKey> {
+    if (this.delegationKey && this.delegationKey.expiresOn > expiresOn.getTime()) return this.delegationKey.key;
+    if (!this.options.service) {
+      throw new RegionStorageError(`no account key and no service client for ${this.region}: build it with regionStorageFrom() to sign read URLs with a user delegation key`);
+    }
+    // A day's key (the maximum is 7), reused for every URL signed within it.
+    const keyExpires = new Date(Math.max(expiresOn.getTime(), Date.now()) + 24 * 60 * 60 * 1000);
+    const key = await this.options.service.getUserDelegationKey(startsOn, keyExpires);
+    this.delegationKey = { key, expiresOn: keyExpires.getTime() };
+    return key;
+  }
+}
+
+export interface RegionStorageConfig {
+  region: string;
+  /** Connection string (key-based account or Azurite), or ... */
+  connectionString?: string;
+  /** ... the account URL, reached with DefaultAzureCredential (or `credential`). */
+  accountUrl?: string;
+  credential?: TokenCredential;
+  /** Registry container; default `registry`. */
+  container?: string;
+  /** Registry root inside the container; default `docker/registry/v2`. */
+  root?: string;
+  retryOptions?: StorageRetryOptions;
+}
+
+export function regionStorageFrom(config: RegionStorageConfig): RegionStorage {
+  const service = blobServiceClient(config, `region ${config.region}`);
+  return new RegionStorage(service.getContainerClient(config.container ?? 'registry'), new RegistryLayout(config.root), config.region, { service });
+}
+
+/**
+ * Appends a block at `offset`. The appendPosition condition stops the SDK's retry of a block whose
+ * first attempt landed (response lost) from appending it twice; that retry's 412 is then a success.
+ */
+async function appendOnce(blob: AppendBlobClient, chunk: Buffer, offset: number): Promise<void> {
+  try {
+    await blob.appendBlock(chunk, chunk.length, { conditions: { appendPosition: offset } });
+  } catch (e) {
+    if (codeOf(e) !== 'AppendPositionConditionNotMet') throw e;
+    const size = (await blob.getProperties()).contentLength;
+    if (size !== offset + chunk.length) throw e;
+  }
+}
+
+async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
+  if (!stream) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; the first failure rejects once the running ones settle. */
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++];
+      try {
+        await fn(item);
+      } catch (error) {
+        failed ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failed) throw failed.error;
+}

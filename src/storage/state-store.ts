@@ -1,0 +1,173 @@
+import type { TokenCredential } from '@azure/identity';
+import type { ContainerClient, StorageRetryOptions } from '@azure/storage-blob';
+import type { z } from 'zod';
+import { blobServiceClient, codeOf, isNotFound, RegionStorageError, statusOf } from './clients';
+
+/**
+ * The pipeline's own state: small JSON documents in the home account's `georeg` container (names
+ * from `statePaths` in paths.ts). Every read is validated with the caller's zod schema; every
+ * read-modify-write is conditional on the ETag read, so concurrent writers never lose an update:
+ * the loser re-reads and re-applies its change.
+ */
+
+export class StateConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateConflictError';
+  }
+}
+
+export class StateNotFoundError extends Error {
+  constructor(readonly blobName: string, container: string) {
+    super(`state document ${blobName} is not in container "${container}": it was never created or was deleted`);
+    this.name = 'StateNotFoundError';
+  }
+}
+
+export class StateSchemaError extends Error {
+  constructor(readonly blobName: string, detail: string) {
+    super(`state document ${blobName} does not match its schema (${detail}): it was written by another version of georeg or edited by hand; fix or delete it`);
+    this.name = 'StateSchemaError';
+  }
+}
+
+export interface StateStoreOptions {
+  /** How many read-modify-write rounds `update` tries before giving up (default 50). */
+  maxUpdateAttempts?: number;
+}
+
+type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
+
+export class StateStore {
+  private readonly maxUpdateAttempts: number;
+
+  constructor(readonly container: ContainerClient, options: StateStoreOptions = {}) {
+    this.maxUpdateAttempts = options.maxUpdateAttempts ?? 50;
+  }
+
+  static forAccount(config: {
+    connectionString?: string;
+    accountUrl?: string;
+    credential?: TokenCredential;
+    /** Default `georeg`. */
+    container?: string;
+    retryOptions?: StorageRetryOptions;
+  } & StateStoreOptions): StateStore {
+    const service = blobServiceClient(config, 'state store (home region)');
+    return new StateStore(service.getContainerClient(config.container ?? 'georeg'), config);
+  }
+
+  async ensureContainer(): Promise<void> {
+    try {
+      await this.container.createIfNotExists();
+    } catch (e) {
+      throw new RegionStorageError(`cannot create or reach the state container "${this.container.containerName}" (${this.container.url}) in the home account`, e);
+    }
+  }
+
+  /** The document and its ETag, or undefined when absent. Throws StateSchemaError when it does not parse. */
+  async get<T>(name: string, schema: Schema<T>): Promise<{ value: T; etag: string } | undefined> {
+    let text: string;
+    let etag: string;
+    try {
+      const res = await this.container.getBlobClient(name).download();
+      etag = res.etag ?? '';
+      text = (await readAll(res.readableStreamBody)).toString('utf8');
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw new RegionStorageError(`cannot read state document ${name}`, e);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new StateSchemaError(name, `not JSON: ${(e as Error).message}`);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw new StateSchemaError(name, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+    return { value: parsed.data, etag };
+  }
+
+  /** Creates the document; StateConflictError when it already exists. Returns the new ETag. */
+  async create(name: string, value: unknown): Promise<string> {
+    try {
+      return await this.write(name, value, { ifNoneMatch: '*' });
+    } catch (e) {
+      if (statusOf(e) === 409 || statusOf(e) === 412) throw new StateConflictError(`state document ${name} already exists`);
+      throw new RegionStorageError(`cannot create state document ${name}`, e);
+    }
+  }
+
+  /** Writes the document whatever is there (last writer wins: only for documents with one writer). */
+  async put(name: string, value: unknown): Promise<string> {
+    try {
+      return await this.write(name, value, {});
+    } catch (e) {
+      throw new RegionStorageError(`cannot write state document ${name}`, e);
+    }
+  }
+
+  /**
+   * Read, apply `mutate`, write back only if nobody wrote in between (If-Match on the ETag);
+   * otherwise read again and re-apply. `mutate` may run several times, so it must only compute.
+   * Returns the value written.
+   *
+   * One caveat of every ETag loop: if a write lands but its response is lost, the SDK's retry sees
+   * 412 and the change is applied again on the new value. Keep mutations idempotent where that
+   * matters (set absolute values, add to sets) rather than blind increments.
+   */
+  async update<T>(name: string, mutate: (current: T) => T | Promise<T>, schema: Schema<T>): Promise<T> {
+    for (let attempt = 1; attempt <= this.maxUpdateAttempts; attempt++) {
+      const current = await this.get(name, schema);
+      if (!current) throw new StateNotFoundError(name, this.container.containerName);
+      const next = await mutate(current.value);
+      const checked = schema.safeParse(next);
+      if (!checked.success) throw new StateSchemaError(name, `the update would write an invalid document: ${checked.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+      try {
+        await this.write(name, next, { ifMatch: current.etag });
+        return next;
+      } catch (e) {
+        if (statusOf(e) !== 412 && codeOf(e) !== 'ConditionNotMet') throw new RegionStorageError(`cannot update state document ${name}`, e);
+      }
+      // Someone else won the round: back off a little (jittered, growing) and re-read.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 5 * attempt)));
+    }
+    throw new StateConflictError(`state document ${name} changed under ${this.maxUpdateAttempts} consecutive updates: too many concurrent writers; retry later`);
+  }
+
+  /** Names of the documents under `prefix`, sorted. */
+  async list(prefix: string): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const item of this.container.listBlobsFlat({ prefix })) names.push(item.name);
+    } catch (e) {
+      throw new RegionStorageError(`cannot list state documents under ${prefix}`, e);
+    }
+    return names.sort();
+  }
+
+  /** False when the document was not there. */
+  async delete(name: string): Promise<boolean> {
+    try {
+      return (await this.container.getBlobClient(name).deleteIfExists()).succeeded;
+    } catch (e) {
+      throw new RegionStorageError(`cannot delete state document ${name}`, e);
+    }
+  }
+
+  private async write(name: string, value: unknown, conditions: { ifMatch?: string; ifNoneMatch?: string }): Promise<string> {
+    const body = Buffer.from(JSON.stringify(value));
+    const res = await this.container.getBlockBlobClient(name).upload(body, body.length, {
+      conditions,
+      blobHTTPHeaders: { blobContentType: 'application/json' },
+    });
+    return res.etag ?? '';
+  }
+}
+
+async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
+  if (!stream) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}

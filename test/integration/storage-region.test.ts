@@ -1,0 +1,239 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAzurite, type Azurite } from '../../src/local/azurite';
+import { DigestMismatchError, digestOf } from '../../src/oci/digest';
+import { RegistryLayout } from '../../src/storage/paths';
+import { BlobNotFoundError, regionStorageFrom, RegionStorage } from '../../src/storage/region-storage';
+
+const ACCOUNTS = ['westus', 'eastus', 'westeurope'];
+let azurite: Azurite;
+
+beforeAll(async () => {
+  azurite = await startAzurite({ accounts: ACCOUNTS });
+});
+
+afterAll(async () => {
+  await azurite?.close();
+});
+
+function storage(region: string, root?: string): RegionStorage {
+  return regionStorageFrom({ region, connectionString: azurite.connectionString(region), container: 'registry', root });
+}
+
+describe('startAzurite', () => {
+  it('serves every account on a free port, each with its own key, isolated from the others', async () => {
+    expect(azurite.port).toBeGreaterThan(0);
+    for (const account of ACCOUNTS) {
+      expect(azurite.connectionString(account)).toBe(
+        `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${azurite.accountKey(account)};BlobEndpoint=http://127.0.0.1:${azurite.port}/${account};`,
+      );
+      expect(Buffer.from(azurite.accountKey(account), 'base64')).toHaveLength(64);
+      const container = BlobServiceClient.fromConnectionString(azurite.connectionString(account)).getContainerClient('launcher');
+      await container.createIfNotExists();
+      await container.getBlockBlobClient('who').upload(account, account.length);
+    }
+    for (const account of ACCOUNTS) {
+      const container = BlobServiceClient.fromConnectionString(azurite.connectionString(account)).getContainerClient('launcher');
+      expect((await container.getBlobClient('who').downloadToBuffer()).toString()).toBe(account);
+    }
+  });
+
+  it('replaces the default devstoreaccount1 and rejects a wrong key', async () => {
+    const wrongKey = new BlobServiceClient(azurite.blobEndpoint('westus'), new StorageSharedKeyCredential('westus', randomBytes(64).toString('base64')), { retryOptions: { maxTries: 1 } });
+    await expect(wrongKey.getContainerClient('launcher').getProperties()).rejects.toMatchObject({ statusCode: 403 });
+    expect(() => azurite.connectionString('devstoreaccount1')).toThrow(/has no account "devstoreaccount1"/);
+  });
+
+  it('refuses account names Azurite would silently ignore', async () => {
+    await expect(startAzurite({ accounts: ['West_US'] })).rejects.toThrow(/not a valid storage account name/);
+  });
+
+  it('close() stops the process: nothing answers on the port afterwards', async () => {
+    const own = await startAzurite({ accounts: ['closeme'] });
+    try {
+      const client = BlobServiceClient.fromConnectionString(own.connectionString('closeme'), { retryOptions: { maxTries: 1 } });
+      await client.getContainerClient('closing').createIfNotExists();
+    } finally {
+      await own.close();
+    }
+    await own.close(); // idempotent
+    await expect(fetch(`${own.url}/closeme/closing?restype=container`)).rejects.toThrow();
+  });
+  it('Azurite exits by itself when the process that started it dies without close()', async () => {
+    const script = `require(${JSON.stringify(require.resolve('../../src/local/azurite.ts'))}).startAzurite({ accounts: ['orphan'] }).then((a) => { console.log(a.url); process.exit(0); });`;
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    await new Promise((resolve) => child.once('exit', resolve));
+    const url = out.trim();
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const alive = await fetch(`${url}/orphan?comp=list`).then(() => true, () => false);
+      if (!alive) break;
+      if (Date.now() > deadline) throw new Error(`the orphaned Azurite at ${url} is still answering`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+});
+
+describe('RegionStorage', () => {
+  const layout = new RegistryLayout();
+
+  beforeAll(async () => {
+    await Promise.all(ACCOUNTS.map((a) => storage(a).ensureContainer()));
+  });
+
+  it('writes a layer as an append blob in ≤4 MiB blocks and reads it back', async () => {
+    const west = storage('westus');
+    const data = randomBytes(9 * 1024 * 1024 + 123);
+    const digest = digestOf(data);
+    await west.writeBlob(digest, data, { append: true, contentType: 'application/vnd.oci.image.layer.v1.tar+gzip' });
+    const props = await west.blobProperties(digest);
+    expect(props).toMatchObject({ size: data.length, blobType: 'AppendBlob', contentType: 'application/vnd.oci.image.layer.v1.tar+gzip' });
+    expect(props!.etag).toBeTruthy();
+    const raw = await west.blobClient(digest).getProperties();
+    expect(raw.blobCommittedBlockCount).toBe(3);
+    expect(west.blobClient(digest).name).toBe(layout.blobData(digest));
+    // readBlob is for manifests: a layer is refused unless the caller raises the limit.
+    await expect(west.readBlob(digest)).rejects.toThrow(/over the 4194304-byte limit/);
+    expect((await west.readBlob(digest, { maxBytes: 16 * 1024 * 1024 })).equals(data)).toBe(true);
+  });
+
+  it('writes manifests as block blobs; readBlob verifies the digest and names region and digest when missing', async () => {
+    const west = storage('westus');
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] }));
+    const digest = digestOf(manifest);
+    await west.writeBlob(digest, manifest, { contentType: 'application/vnd.oci.image.manifest.v1+json' });
+    expect(await west.blobProperties(digest)).toMatchObject({ size: manifest.length, blobType: 'BlockBlob' });
+    expect((await west.readBlob(digest)).equals(manifest)).toBe(true);
+
+    const liar = digestOf('something else');
+    await west.writeBlob(liar, manifest);
+    await expect(west.readBlob(liar)).rejects.toBeInstanceOf(DigestMismatchError);
+    expect((await west.readBlob(liar, { verify: false })).equals(manifest)).toBe(true);
+
+    const absent = digestOf('never written');
+    const err = await west.readBlob(absent).catch((e) => e);
+    expect(err).toBeInstanceOf(BlobNotFoundError);
+    expect(err.message).toContain(absent);
+    expect(err.message).toContain('westus');
+    expect(await west.blobProperties(absent)).toBeUndefined();
+  });
+
+  it('an empty blob written as an append blob has size 0', async () => {
+    const west = storage('westus');
+    const digest = digestOf(Buffer.alloc(0));
+    await west.writeBlob(digest, Buffer.alloc(0), { append: true });
+    expect(await west.blobProperties(digest)).toMatchObject({ size: 0, blobType: 'AppendBlob' });
+    expect(await west.readBlob(digest)).toHaveLength(0);
+  });
+
+  it('hasBlobs answers size or undefined per digest, in the order asked', async () => {
+    const east = storage('eastus');
+    const blobs = Array.from({ length: 12 }, (_, i) => Buffer.from(`blob ${i}`));
+    const written = blobs.filter((_, i) => i % 3 !== 0);
+    for (const b of written) await east.writeBlob(digestOf(b), b);
+    const digests = blobs.map((b) => digestOf(b));
+    const result = await east.hasBlobs([...digests, digests[1]], 4);
+    expect([...result.keys()]).toEqual(digests);
+    blobs.forEach((b, i) => expect(result.get(digests[i])).toBe(i % 3 !== 0 ? b.length : undefined));
+  });
+
+  it('links hold exactly the digest string, no newline', async () => {
+    const east = storage('eastus');
+    const digest = digestOf('a manifest');
+    const path = layout.tagCurrentLink('library/web', 'latest');
+    expect(await east.readLink(path)).toBeUndefined();
+    expect(await east.linkExists(path)).toBe(false);
+    await east.writeLink(path, digest);
+    expect(await east.readLink(path)).toBe(digest);
+    expect(await east.linkExists(path)).toBe(true);
+    const raw = await east.container.getBlobClient(path).downloadToBuffer();
+    expect(raw.toString('utf8')).toBe(digest);
+    expect((await east.container.getBlobClient(path).getProperties()).blobType).toBe('BlockBlob');
+    await expect(east.writeLink(path, 'latest')).rejects.toThrow(/invalid digest/);
+    await east.container.getBlockBlobClient(path).upload('garbage', 7);
+    await expect(east.readLink(path)).rejects.toThrow(/not a digest/);
+    expect(await east.deleteBlob(path)).toBe(true);
+    expect(await east.deleteBlob(path)).toBe(false);
+  });
+
+  it('lists tags and every repository:tag with its digest; deletePrefix removes a tag directory', async () => {
+    const we = storage('westeurope');
+    const d = (s: string) => digestOf(s);
+    const tags: Array<[string, string, string]> = [
+      ['library/web', '1.0', d('web 1.0')],
+      ['library/web', 'latest', d('web latest')],
+      ['team/a/b/deep', 'v1', d('deep')],
+      ['solo', 'x_y.z-1', d('solo')],
+    ];
+    for (const [repo, tag, digest] of tags) {
+      await we.writeLink(layout.tagIndexLink(repo, tag, digest), digest);
+      await we.writeLink(layout.tagCurrentLink(repo, tag), digest);
+      await we.writeLink(layout.manifestRevisionLink(repo, digest), digest);
+      await we.writeLink(layout.layerLink(repo, d(`${repo} layer`)), d(`${repo} layer`));
+    }
+    // A tag directory with history but no current link is not a tag.
+    await we.writeLink(layout.tagIndexLink('library/web', 'gone', d('gone')), d('gone'));
+
+    expect(await we.listTags('library/web')).toEqual(['1.0', 'latest']);
+    expect(await we.listTags('nothing/here')).toEqual([]);
+
+    const all = [];
+    for await (const entry of we.listRepositoriesWithTags()) all.push(entry);
+    expect(all.sort((a, b) => `${a.repository}:${a.tag}`.localeCompare(`${b.repository}:${b.tag}`))).toEqual(
+      tags.map(([repository, tag, digest]) => ({ repository, tag, digest })).sort((a, b) => `${a.repository}:${a.tag}`.localeCompare(`${b.repository}:${b.tag}`)),
+    );
+
+    expect(await we.deletePrefix(`${layout.tagDirectory('library/web', '1.0')}/`)).toBe(2);
+    expect(await we.listTags('library/web')).toEqual(['latest']);
+    expect(await we.deletePrefix(layout.manifestRevisionLink('solo', d('solo')))).toBe(1);
+  });
+
+  it('works with Distribution 2.8 names (leading slash) and a 3.x rootdirectory prefix', async () => {
+    for (const root of ['/docker/registry/v2', 'myroot/docker/registry/v2']) {
+      const s = storage('westeurope', root);
+      const data = Buffer.from(`layer under ${root}`);
+      const digest = digestOf(data);
+      await s.writeBlob(digest, data, { append: true });
+      await s.writeLink(s.layout.tagCurrentLink('library/app', 'v1'), digest);
+      expect((await s.blobProperties(digest))?.size).toBe(data.length);
+      expect(s.blobClient(digest).name).toBe(`${root}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}/data`);
+      const names = [];
+      for await (const item of s.container.listBlobsFlat({ prefix: root })) names.push(item.name);
+      expect(names).toContain(s.layout.blobData(digest));
+      const entries = [];
+      for await (const e of s.listRepositoriesWithTags()) entries.push(e);
+      expect(entries).toEqual([{ repository: 'library/app', tag: 'v1', digest }]);
+    }
+  });
+
+  it('errors name the region and say what to do', async () => {
+    const broken = regionStorageFrom({
+      region: 'nowhere',
+      connectionString: `DefaultEndpointsProtocol=http;AccountName=nowhere;AccountKey=${randomBytes(64).toString('base64')};BlobEndpoint=http://127.0.0.1:1/nowhere;`,
+      retryOptions: { maxTries: 1 },
+    });
+    await expect(broken.ensureContainer()).rejects.toThrow(/container "registry" in nowhere/);
+    await expect(broken.blobProperties(digestOf('x'))).rejects.toThrow(/in nowhere/);
+    expect(() => regionStorageFrom({ region: 'bad', connectionString: 'nonsense' })).toThrow(/region bad: the storage connection string does not parse/);
+    expect(() => regionStorageFrom({ region: 'none' })).toThrow(/give a storage connection string or an account URL/);
+  });
+
+  it('signs a read-only URL for a blob (shared key)', async () => {
+    const west = storage('westus');
+    const data = Buffer.from('readable through a SAS');
+    const digest = digestOf(data);
+    await west.writeBlob(digest, data);
+    const url = await west.readUrl(digest, 60_000);
+    expect(url).toMatch(/[?&]sp=r(&|$)/);
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(data)).toBe(true);
+    const put = await fetch(url, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: 'overwrite' });
+    expect(put.status).toBe(403);
+  });
+});
