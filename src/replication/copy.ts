@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { BlobBeginCopyFromUrlPollState } from '@azure/storage-blob';
 import { Digester, DigestMismatchError, parseDigest } from '../oci/digest';
 import { codeOf, isNotFound, RegionStorageError, statusOf } from '../storage/clients';
+import { forEachLimit } from '../common/pool';
 import type { BlobProperties, BlobType, RegionStorage } from '../storage/region-storage';
 
 /**
@@ -155,27 +156,16 @@ export async function copyBlobs(
   options: { concurrency: number; onProgress?: (progress: CopyProgress) => void; signal?: AbortSignal },
 ): Promise<CopyResult[]> {
   const results: CopyResult[] = new Array(items.length);
-  let next = 0;
   let done = 0;
   let bytes = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && next < items.length) {
-      const index = next++;
-      const item = items[index];
-      try {
-        const result = await copyBlob({ ...item, signal: item.signal ?? options.signal });
-        results[index] = result;
-        done += 1;
-        bytes += result.bytes;
-        options.onProgress?.({ done, total: items.length, bytes, digest: item.digest, result });
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, items.length)) }, worker));
-  if (failure) throw failure.error;
+  await forEachLimit([...items.keys()], options.concurrency, async (index) => {
+    const item = items[index];
+    const result = await copyBlob({ ...item, signal: item.signal ?? options.signal });
+    results[index] = result;
+    done += 1;
+    bytes += result.bytes;
+    options.onProgress?.({ done, total: items.length, bytes, digest: item.digest, result });
+  });
   return results;
 }
 

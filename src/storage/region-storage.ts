@@ -1,3 +1,4 @@
+import { forEachLimit } from '../common/pool';
 import type { TokenCredential } from '@azure/identity';
 import {
   BlobSASPermissions,
@@ -342,22 +343,4 @@ async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffe
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
   return Buffer.concat(chunks);
-}
-
-/** Runs `fn` over `items`, at most `limit` at a time; the first failure rejects once the running ones settle. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++];
-      try {
-        await fn(item);
-      } catch (error) {
-        failed ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed) throw failed.error;
 }
