@@ -1,0 +1,4 @@
+// The Functions host loads this file (package.json "main"); each module registers its triggers.
+import './push';
+import './status';
+import './replicate';

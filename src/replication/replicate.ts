@@ -1,0 +1,177 @@
+import { DescriptorRef, MessageSchemaError, ReplicationJob, ReplicationPlan, parseMessage, type DeleteJob, type PushJob } from '../bus/messages';
+import type { Logger } from '../common/log';
+import type { Settings } from '../config/settings';
+import { DigestMismatchError } from '../oci/digest';
+import { forEachLimit } from '../common/pool';
+import type { RegionStorage } from '../storage/region-storage';
+import type { StateStore } from '../storage/state-store';
+import { copyBlob, SourceBlobMissingError } from './copy';
+import { planDescriptors } from './plan';
+import { newRegionStatus, StatusStore, type RegionStatus } from './status';
+
+/**
+ * One region's replication job: copy what the region lacks, then commit links in the order that
+ * keeps every reader safe (blobs → child manifests → root manifest → layer and revision links →
+ * tag last), and record the region's status. Safe to run twice: a redelivered job re-checks the
+ * region and copies nothing it already holds.
+ */
+
+export interface ReplicateDeps {
+  settings: Settings;
+  home: RegionStorage;
+  regions: ReadonlyMap<string, RegionStorage>;
+  state: StateStore;
+  log: Logger;
+  /** Called once the job's changes are committed in the region (webhooks hang here). */
+  afterCommit?: (job: ReplicationJob, status: RegionStatus) => Promise<void>;
+}
+
+export type JobOutcome =
+  | { outcome: 'completed'; status: RegionStatus; alreadyComplete: boolean }
+  | { outcome: 'dead-letter'; reason: string; description: string };
+
+/** A job that cannot succeed however often it is retried: the host dead-letters it with this reason. */
+export class PermanentJobError extends Error {
+  constructor(readonly reason: string, description: string) {
+    super(description);
+    this.name = 'PermanentJobError';
+  }
+}
+
+/** Throws for transient failures (the host abandons, Service Bus redelivers). */
+export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): Promise<JobOutcome> {
+  let job: ReplicationJob;
+  try {
+    job = parseMessage(ReplicationJob, body, 'replication job');
+  } catch (e) {
+    if (e instanceof MessageSchemaError) return { outcome: 'dead-letter', reason: 'MalformedJob', description: e.message };
+    throw e;
+  }
+  const target = deps.regions.get(job.region);
+  if (!target) {
+    return { outcome: 'dead-letter', reason: 'UnknownRegion', description: `job ${job.jobId} is for region "${job.region}", which is not configured in GEOREG_REGIONS here` };
+  }
+  const status = new StatusStore(deps.state);
+  const existing = await status.region(job.pushId, job.region);
+  if (existing?.state === 'complete') {
+    deps.log.info(`${job.jobId}: already complete in ${job.region}, nothing to do`);
+    await deps.afterCommit?.(job, existing);
+    return { outcome: 'completed', status: existing, alreadyComplete: true };
+  }
+  if (!existing) {
+    // A job whose push record is gone (state container cleared, job re-sent by hand) still runs.
+    await status.ensureRegion(newRegionStatus({ pushId: job.pushId, region: job.region, jobId: job.jobId, action: job.action, repository: job.repository, tag: job.tag, digest: job.action === 'push' ? job.manifest.digest : job.digest }));
+  }
+  const startedAt = new Date();
+  await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? startedAt.toISOString(), error: undefined }));
+  try {
+    const done = job.action === 'push' ? await replicatePush(job, target, deps, status) : await replicateDelete(job, target, deps, status);
+    await deps.afterCommit?.(job, done);
+    return { outcome: 'completed', status: done, alreadyComplete: false };
+  } catch (e) {
+    const permanent = asPermanent(e, job);
+    if (!permanent) throw e;
+    await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'failed', error: `${permanent.reason}: ${permanent.message}` }));
+    deps.log.error(`${job.jobId}: ${permanent.reason}: ${permanent.message}`);
+    return { outcome: 'dead-letter', reason: permanent.reason, description: permanent.message };
+  }
+}
+
+async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
+  const plan = await loadPlan(job, deps);
+  const all = planDescriptors(plan);
+  // The plan may be stale (another push copied a shared layer since): ask the region again.
+  const inventory = await target.hasBlobs(all.map((d) => d.digest), deps.settings.copyConcurrency);
+  const toCopy = all.filter((d) => inventory.get(d.digest) !== d.size);
+  // Layers and configs before manifests: a manifest blob never lands before what it references.
+  const manifestDigests = new Set(plan.manifests.map((m) => m.digest));
+  const blobsFirst = toCopy.filter((d) => !manifestDigests.has(d.digest));
+  const manifestsAfter = plan.manifests.filter((m) => toCopy.some((d) => d.digest === m.digest));
+
+  const progress = { copied: 0, bytes: 0, methods: {} as Record<string, number> };
+  let lastFlush = Date.now();
+  const flush = async (force = false) => {
+    if (!force && Date.now() - lastFlush < 1000) return;
+    lastFlush = Date.now();
+    await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, blobs: { ...s.blobs, copied: progress.copied }, bytes: { ...s.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
+  };
+  const copyOne = async (d: DescriptorRef) => {
+    const result = await copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests });
+    progress.copied += 1;
+    progress.bytes += result.bytes;
+    progress.methods[result.method] = (progress.methods[result.method] ?? 0) + 1;
+    await flush();
+  };
+  await forEachLimit(blobsFirst, deps.settings.copyConcurrency, copyOne);
+  // Child manifests before their index, one at a time: the order is the guarantee.
+  for (const m of manifestsAfter) await copyOne(m);
+
+  await commitLinks(job, plan, target);
+
+  const completedAt = new Date();
+  const skipped = all.length - toCopy.length;
+  const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0);
+  const done = await status.updateRegion(job.pushId, job.region, (s) => ({
+    ...s,
+    state: 'complete',
+    blobs: { ...s.blobs, copied: progress.copied, skipped },
+    bytes: { ...s.bytes, copied: progress.bytes, skipped: skippedBytes },
+    methods: progress.methods,
+    completedAt: completedAt.toISOString(),
+    durationMs: completedAt.getTime() - Date.parse(s.createdAt),
+  }));
+  deps.log.info(`${job.jobId}: ${job.repository}:${job.tag ?? job.manifest.digest} complete in ${job.region}: ${progress.copied} blob(s) / ${progress.bytes} bytes copied, ${skipped} already there`);
+  return done;
+}
+
+/** Layer links, then revision links (children first, root last), then the tag: readers see the tag last. */
+async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage): Promise<void> {
+  const { layout } = target;
+  await Promise.all(plan.blobs.map((b) => target.writeLink(layout.layerLink(job.repository, b.digest), b.digest)));
+  for (const m of plan.manifests) await target.writeLink(layout.manifestRevisionLink(job.repository, m.digest), m.digest);
+  if (job.tag) {
+    await target.writeLink(layout.tagIndexLink(job.repository, job.tag, job.manifest.digest), job.manifest.digest);
+    await target.writeLink(layout.tagCurrentLink(job.repository, job.tag), job.manifest.digest);
+  }
+}
+
+/**
+ * Deletes remove links only, never blob data (other repositories and tags may share it; reclaiming
+ * space is the registry's garbage collection). A tag delete removes the tag; a digest delete removes
+ * the revision or layer link and every tag that points at that manifest, as Distribution does.
+ */
+async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
+  const { layout } = target;
+  let removed = 0;
+  const tags = new Set<string>();
+  if (job.tag) tags.add(job.tag);
+  if (job.digest) {
+    for (const tag of await target.listTags(job.repository)) {
+      if ((await target.readLink(layout.tagCurrentLink(job.repository, tag))) === job.digest) tags.add(tag);
+    }
+    removed += await target.deletePrefix(layout.manifestRevisionLink(job.repository, job.digest));
+    removed += await target.deletePrefix(layout.layerLink(job.repository, job.digest));
+  }
+  // The current link goes first, so a reader never resolves a half-removed tag.
+  for (const tag of tags) {
+    removed += await target.deletePrefix(layout.tagCurrentLink(job.repository, tag));
+    removed += await target.deletePrefix(`${layout.tagDirectory(job.repository, tag)}/`);
+  }
+  const completedAt = new Date();
+  deps.log.info(`${job.jobId}: delete ${job.repository}:${job.tag ?? job.digest} complete in ${job.region} (${removed} link(s) removed)`);
+  return status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'complete', completedAt: completedAt.toISOString(), durationMs: completedAt.getTime() - Date.parse(s.createdAt) }));
+}
+
+async function loadPlan(job: PushJob, deps: ReplicateDeps): Promise<ReplicationPlan> {
+  if ('inline' in job.plan) return job.plan.inline;
+  const stored = await deps.state.get(job.plan.blobName, ReplicationPlan);
+  if (!stored) throw new PermanentJobError('PlanMissing', `plan ${job.plan.blobName} for job ${job.jobId} is not in the state container: re-send the notification to plan again`);
+  return stored.value;
+}
+
+function asPermanent(e: unknown, job: ReplicationJob): PermanentJobError | undefined {
+  if (e instanceof PermanentJobError) return e;
+  if (e instanceof SourceBlobMissingError) return new PermanentJobError('SourceBlobMissing', `${(e as Error).message} (job ${job.jobId}, region ${job.region})`);
+  if (e instanceof DigestMismatchError) return new PermanentJobError('DigestMismatch', `${e.message} (job ${job.jobId}, region ${job.region})`);
+  return undefined;
+}

@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { DescriptorRef, RequestInfo } from '../bus/messages';
+import { statePaths } from '../storage/paths';
+import type { StateStore } from '../storage/state-store';
+
+/**
+ * The pipeline's record of each push and of each region's progress on it, as small JSON blobs in
+ * the home account's state container, updated under ETag conditions (no lost update).
+ */
+
+export const RegionState = z.enum(['pending', 'copying', 'complete', 'failed']);
+export type RegionState = z.infer<typeof RegionState>;
+
+export const RegionStatus = z.object({
+  pushId: z.string(),
+  region: z.string(),
+  jobId: z.string(),
+  action: z.enum(['push', 'delete']),
+  repository: z.string(),
+  tag: z.string().optional(),
+  digest: z.string().optional(),
+  state: RegionState,
+  blobs: z.object({ total: z.number(), planned: z.number(), copied: z.number(), skipped: z.number(), foreign: z.number() }),
+  bytes: z.object({ total: z.number(), planned: z.number(), copied: z.number(), skipped: z.number() }),
+  /** How many blobs each copy primitive moved (put-blob-from-url, copy-blob, stream, ...). */
+  methods: z.record(z.number()),
+  foreign: z.array(DescriptorRef.extend({ urls: z.array(z.string()).optional() })),
+  attempts: z.number(),
+  error: z.string().optional(),
+  createdAt: z.string(),
+  startedAt: z.string().optional(),
+  completedAt: z.string().optional(),
+  durationMs: z.number().optional(),
+  updatedAt: z.string(),
+});
+export type RegionStatus = z.infer<typeof RegionStatus>;
+
+export const PushRecord = z.object({
+  pushId: z.string(),
+  eventId: z.string(),
+  action: z.enum(['push', 'delete']),
+  repository: z.string(),
+  tag: z.string().optional(),
+  digest: z.string().optional(),
+  mediaType: z.string().optional(),
+  size: z.number().optional(),
+  createdAt: z.string(),
+  request: RequestInfo.optional(),
+  regions: z.array(z.object({ region: z.string(), jobId: z.string(), missingBlobs: z.number(), missingBytes: z.number() })),
+});
+export type PushRecord = z.infer<typeof PushRecord>;
+
+const LatestPush = z.object({ pushId: z.string(), digest: z.string().optional(), at: z.string() });
+
+export class StatusStore {
+  constructor(private readonly state: StateStore) {}
+
+  /** Records a push once; a duplicate notification finds the first record and gets it back. */
+  async recordPush(push: PushRecord, regions: RegionStatus[]): Promise<{ push: PushRecord; duplicate: boolean }> {
+    const existing = await this.state.get(statePaths.push(push.pushId), PushRecord);
+    if (existing) return { push: existing.value, duplicate: true };
+    for (const r of regions) await this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r);
+    const created = await this.createIfAbsent(statePaths.push(push.pushId), push);
+    if (push.tag) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
+    return { push: created ?? push, duplicate: Boolean(created) };
+  }
+
+  async ensureRegion(status: RegionStatus): Promise<void> {
+    await this.createIfAbsent(statePaths.regionStatus(status.pushId, status.region), status);
+  }
+
+  async region(pushId: string, region: string): Promise<RegionStatus | undefined> {
+    return (await this.state.get(statePaths.regionStatus(pushId, region), RegionStatus))?.value;
+  }
+
+  async updateRegion(pushId: string, region: string, mutate: (current: RegionStatus) => RegionStatus): Promise<RegionStatus> {
+    return this.state.update(statePaths.regionStatus(pushId, region), (current: RegionStatus) => ({ ...mutate(current), updatedAt: new Date().toISOString() }), RegionStatus);
+  }
+
+  async push(pushId: string): Promise<{ push: PushRecord; regions: RegionStatus[] } | undefined> {
+    const push = await this.state.get(statePaths.push(pushId), PushRecord);
+    if (!push) return undefined;
+    const regions = await Promise.all(push.value.regions.map((r) => this.region(pushId, r.region)));
+    return { push: push.value, regions: regions.filter((r): r is RegionStatus => r !== undefined) };
+  }
+
+  async latestPushId(repository: string, tag: string): Promise<string | undefined> {
+    return (await this.state.get(statePaths.latestPushForTag(repository, tag), LatestPush))?.value.pushId;
+  }
+
+  /** Returns the existing value when the blob was already there, undefined when this call created it. */
+  private async createIfAbsent<T>(name: string, value: T): Promise<T | undefined> {
+    try {
+      await this.state.create(name, value);
+      return undefined;
+    } catch (e) {
+      const existing = await this.state.get(name, z.any());
+      if (existing) return existing.value as T;
+      throw e;
+    }
+  }
+}
+
+export function newRegionStatus(init: Pick<RegionStatus, 'pushId' | 'region' | 'jobId' | 'action' | 'repository' | 'tag' | 'digest'> & {
+  total?: { blobs: number; bytes: number };
+  planned?: { blobs: number; bytes: number };
+  foreign?: RegionStatus['foreign'];
+}): RegionStatus {
+  const now = new Date().toISOString();
+  const { total, planned, foreign, ...rest } = init;
+  return {
+    ...rest,
+    state: 'pending',
+    blobs: { total: total?.blobs ?? 0, planned: planned?.blobs ?? 0, copied: 0, skipped: 0, foreign: foreign?.length ?? 0 },
+    bytes: { total: total?.bytes ?? 0, planned: planned?.bytes ?? 0, copied: 0, skipped: 0 },
+    methods: {},
+    foreign: foreign ?? [],
+    attempts: 0,
+    createdAt: now,
+    updatedAt: now,
+  };
+}

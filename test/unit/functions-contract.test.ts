@@ -1,0 +1,86 @@
+import Module from 'node:module';
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * What the Functions host reads: the metadata @azure/functions hands the worker through
+ * `@azure/functions-core` when functions/ registers its triggers. The worker provides that module
+ * at run time; here a stand-in records the registrations, so the test sees exactly the triggers,
+ * bindings and setting names `func start` and Azure would get.
+ */
+
+interface Binding {
+  type: string;
+  direction: string;
+  [key: string]: unknown;
+}
+const registered: Array<{ name: string; bindings: Record<string, Binding> }> = [];
+
+async function loadFunctions(): Promise<void> {
+  const mod = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
+  const original = mod._load;
+  mod._load = function (request: string, ...rest: unknown[]) {
+    if (request === '@azure/functions-core') {
+      return {
+        setProgrammingModel: () => {},
+        registerFunction: (metadata: { name: string; bindings: Record<string, Binding> }) => {
+          registered.push(metadata);
+          return { dispose: () => {} };
+        },
+        registerHook: () => ({ dispose: () => {} }),
+      };
+    }
+    return original.call(this, request, ...rest);
+  };
+  try {
+    await import('../../functions/index');
+  } finally {
+    mod._load = original;
+  }
+}
+
+describe('functions/ registrations (the Functions host contract)', () => {
+  let byName: Record<string, Binding[]> = {};
+  beforeAll(async () => {
+    await loadFunctions();
+    byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
+  });
+
+  it('registers exactly the push, status and replicate functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['push', 'pushStatus', 'replicate']);
+  });
+
+  it('push is an anonymous HTTP POST on /api/push (authenticated by the push secret)', () => {
+    const trigger = byName.push.find((b) => b.direction === 'in')!;
+    expect(trigger).toMatchObject({ type: 'httpTrigger', route: 'push', methods: ['POST'], authLevel: 'anonymous' });
+    expect(byName.push.some((b) => b.type === 'http' && b.direction === 'out')).toBe(true);
+  });
+
+  it('status is a function-key GET on pushes/{id?}', () => {
+    expect(byName.pushStatus.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'pushes/{id?}', methods: ['GET'], authLevel: 'function' });
+  });
+
+  it("replicate binds the region's subscription through app settings", () => {
+    const trigger = byName.replicate.find((b) => b.direction === 'in')!;
+    expect(trigger).toMatchObject({
+      type: 'serviceBusTrigger',
+      connection: 'ServiceBusConnection',
+      topicName: '%GEOREG_REPLICATION_TOPIC%',
+      subscriptionName: '%REGION_NAME%',
+    });
+  });
+
+  it('every setting a binding names is in local.settings.sample.json', () => {
+    const values = JSON.parse(readFileSync('local.settings.sample.json', 'utf8')).Values as Record<string, string>;
+    const names = registered.flatMap((r) => Object.values(r.bindings)).flatMap((b) => [
+      ...(typeof b.connection === 'string' ? [b.connection] : []),
+      ...Object.values(b).flatMap((v) => (typeof v === 'string' ? [...v.matchAll(/%([A-Za-z0-9_]+)%/g)].map((m) => m[1]) : [])),
+    ]);
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) expect(values, `setting ${name}`).toHaveProperty(name);
+  });
+
+  it('package.json main points the host at the compiled registrations', () => {
+    expect(JSON.parse(readFileSync('package.json', 'utf8')).main).toBe('dist/functions/index.js');
+  });
+});
