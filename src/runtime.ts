@@ -6,6 +6,9 @@ import type { PushDeps } from './replication/push';
 import type { ReplicateDeps } from './replication/replicate';
 import { regionStorageFrom, type RegionStorage } from './storage/region-storage';
 import { StateStore } from './storage/state-store';
+import type { WebhookAdminDeps } from './webhooks/admin-api';
+import type { DeliverDeps } from './webhooks/deliver';
+import { enqueueWebhookDeliveries } from './webhooks/enqueue';
 
 /**
  * The composition root: settings in, the clients every handler needs out. Built once per process
@@ -19,6 +22,8 @@ export interface Runtime {
   state: StateStore;
   bus: ServiceBusClient;
   replicationSender: ServiceBusSender;
+  /** Queue `webhook-deliveries`: the replicate step enqueues deliveries, the deliver step schedules retries. */
+  webhookSender: ServiceBusSender;
   close(): Promise<void>;
 }
 
@@ -38,6 +43,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
     ? new ServiceBusClient(settings.serviceBus.connectionString)
     : new ServiceBusClient(settings.serviceBus.fullyQualifiedNamespace!, new DefaultAzureCredential());
   const replicationSender = bus.createSender(settings.serviceBus.replicationTopic);
+  const webhookSender = bus.createSender(settings.serviceBus.webhookQueue);
   return {
     settings,
     home,
@@ -46,8 +52,10 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
     state,
     bus,
     replicationSender,
+    webhookSender,
     async close() {
       await replicationSender.close();
+      await webhookSender.close();
       await bus.close();
     },
   };
@@ -69,5 +77,22 @@ export function pushDeps(rt: Runtime, log: Logger): PushDeps {
 }
 
 export function replicateDeps(rt: Runtime, log: Logger): ReplicateDeps {
-  return { settings: rt.settings, home: rt.home, regions: rt.regions, state: rt.state, log };
+  return {
+    settings: rt.settings,
+    home: rt.home,
+    regions: rt.regions,
+    state: rt.state,
+    log,
+    afterCommit: async (job, status) => {
+      await enqueueWebhookDeliveries(job, status, { state: rt.state, webhookSender: rt.webhookSender, log });
+    },
+  };
+}
+
+export function webhookDeliverDeps(rt: Runtime, log: Logger): DeliverDeps {
+  return { settings: rt.settings, state: rt.state, webhookSender: rt.webhookSender, log };
+}
+
+export function webhookAdminDeps(rt: Runtime, log: Logger): WebhookAdminDeps {
+  return { settings: rt.settings, state: rt.state, webhookSender: rt.webhookSender, log };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ServiceBusMessage } from '@azure/service-bus';
 import { z } from 'zod';
 import { DigestSchema } from '../oci/digest';
@@ -114,4 +115,72 @@ export function summarizeZodError(error: z.ZodError): string {
     .slice(0, 5)
     .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
     .join('; ');
+}
+
+/**
+ * A webhook event as subscribers receive it: Azure Container Registry's payload (`id`,
+ * `timestamp`, `action`, `target`, `request`), plus the region the event is complete in and the
+ * push id. A subscriber written for ACR webhooks ignores the two extra fields.
+ */
+export const WebhookEvent = z.object({
+  id: z.string().min(1),
+  timestamp: z.string().datetime(),
+  action: z.enum(['push', 'delete', 'ping']),
+  target: z
+    .object({
+      mediaType: z.string().optional(),
+      size: z.number().int().nonnegative().optional(),
+      digest: DigestSchema.optional(),
+      length: z.number().int().nonnegative().optional(),
+      repository: z.string().min(1),
+      tag: z.string().optional(),
+    })
+    .optional(),
+  request: RequestInfo.optional(),
+  region: z.string().min(1),
+  pushId: z.string().optional(),
+});
+export type WebhookEvent = z.infer<typeof WebhookEvent>;
+
+/**
+ * One delivery of one event to one webhook, on queue `webhook-deliveries`. The body carries the
+ * event, never the secret or the custom headers: those are read from the webhook's definition at
+ * each attempt. A retry is the same body with `attempt` incremented, sent as a scheduled message.
+ */
+export const WebhookDeliveryMessage = z.object({
+  version: z.literal(1),
+  /** Deterministic: `<pushId>:<region>:<webhook>` (or `ping-<id>:<region>:<webhook>`). */
+  deliveryId: z.string().min(1),
+  webhook: z.string().min(1),
+  region: z.string().min(1),
+  attempt: z.number().int().min(1),
+  firstQueuedAt: z.string().datetime(),
+  event: WebhookEvent,
+});
+export type WebhookDeliveryMessage = z.infer<typeof WebhookDeliveryMessage>;
+
+/** Service Bus caps message ids at 128 characters: long delivery ids are hashed. */
+export function webhookDeliveryMessageId(deliveryId: string, attempt: number): string {
+  const id = attempt === 1 ? deliveryId : `${deliveryId}#${attempt}`;
+  return id.length <= 128 ? id : `wh-${createHash('sha256').update(id).digest('hex')}`;
+}
+
+export function webhookDeliveryMessage(delivery: WebhookDeliveryMessage): ServiceBusMessage {
+  const { event } = delivery;
+  const target = event.target ? `${event.target.repository}:${event.target.tag ?? event.target.digest ?? ''}` : delivery.webhook;
+  return {
+    body: delivery,
+    contentType: 'application/json',
+    messageId: webhookDeliveryMessageId(delivery.deliveryId, delivery.attempt),
+    correlationId: event.pushId ?? delivery.deliveryId,
+    subject: `webhook:${event.action}:${target}`,
+    applicationProperties: {
+      region: delivery.region,
+      action: event.action,
+      repository: event.target?.repository ?? '',
+      webhook: delivery.webhook,
+      attempt: delivery.attempt,
+      version: delivery.version,
+    },
+  };
 }

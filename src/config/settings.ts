@@ -59,6 +59,11 @@ const RawSettings = z.object({
   GEOREG_VERIFY_DIGESTS: boolString.default('true'),
   GEOREG_COPY_CONCURRENCY: intString(1, 64).default('8'),
   GEOREG_MAX_INLINE_PLAN_BYTES: intString(1024, 1024 * 1024).default(String(192 * 1024)),
+  GEOREG_WEBHOOK_ALLOW_PRIVATE: boolString.default('false'),
+  GEOREG_WEBHOOK_MAX_ATTEMPTS: intString(1, 50).default('8'),
+  GEOREG_WEBHOOK_TIMEOUT_MS: intString(100, 120_000).default('10000'),
+  GEOREG_WEBHOOK_RETRY_BASE_MS: intString(10, 3_600_000).default('30000'),
+  GEOREG_WEBHOOK_RETRY_MAX_MS: intString(10, 24 * 3_600_000).default('1800000'),
 });
 
 export interface Settings {
@@ -72,6 +77,8 @@ export interface Settings {
   verifyDigests: boolean;
   copyConcurrency: number;
   maxInlinePlanBytes: number;
+  /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
+  webhooks: { allowPrivateTargets: boolean; maxAttempts: number; timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
 }
 
 export class SettingsError extends Error {
@@ -100,6 +107,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (duplicate) problems.push(`GEOREG_REGIONS: region "${duplicate}" is listed twice`);
   const home = s.GEOREG_REGIONS.find((r) => r.name === s.GEOREG_HOME_REGION);
   if (!home) problems.push(`GEOREG_HOME_REGION: "${s.GEOREG_HOME_REGION}" is not one of GEOREG_REGIONS (${names.join(', ')})`);
+  if (s.GEOREG_WEBHOOK_RETRY_MAX_MS < s.GEOREG_WEBHOOK_RETRY_BASE_MS) {
+    problems.push(`GEOREG_WEBHOOK_RETRY_MAX_MS: ${s.GEOREG_WEBHOOK_RETRY_MAX_MS} is below GEOREG_WEBHOOK_RETRY_BASE_MS (${s.GEOREG_WEBHOOK_RETRY_BASE_MS})`);
+  }
   if (!s.ServiceBusConnection && !s.ServiceBusConnection__fullyQualifiedNamespace) {
     problems.push('ServiceBusConnection: missing (a connection string, or set ServiceBusConnection__fullyQualifiedNamespace to use a managed identity)');
   }
@@ -120,5 +130,12 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     verifyDigests: s.GEOREG_VERIFY_DIGESTS,
     copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
     maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,
+    webhooks: {
+      allowPrivateTargets: s.GEOREG_WEBHOOK_ALLOW_PRIVATE,
+      maxAttempts: s.GEOREG_WEBHOOK_MAX_ATTEMPTS,
+      timeoutMs: s.GEOREG_WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: s.GEOREG_WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: s.GEOREG_WEBHOOK_RETRY_MAX_MS,
+    },
   };
 }

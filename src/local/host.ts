@@ -5,7 +5,9 @@ import type { Logger } from '../common/log';
 import { handlePushNotification, type HttpOutput } from '../replication/push';
 import { handleReplicationJob, type JobOutcome } from '../replication/replicate';
 import { handleStatusRequest } from '../replication/status-api';
-import { pushDeps, replicateDeps, type Runtime } from '../runtime';
+import { pushDeps, replicateDeps, webhookAdminDeps, webhookDeliverDeps, type Runtime } from '../runtime';
+import { handleWebhookAdmin } from '../webhooks/admin-api';
+import { handleWebhookDelivery, type DeliveryOutcome } from '../webhooks/deliver';
 
 /**
  * Runs the same handlers `func start` runs, without the Functions host: HTTP on :7071 under /api,
@@ -28,6 +30,8 @@ export interface LocalHostOptions {
   /** Called after each replication job is settled (progress display, tests). */
   onJob?: (region: string, outcome: JobOutcome | { outcome: 'abandoned'; error: string }, message: ServiceBusReceivedMessage) => void;
   maxConcurrentCalls?: number;
+  /** Called after each webhook delivery message is settled (tests). */
+  onDelivery?: (outcome: DeliveryOutcome | { outcome: 'abandoned'; error: string }, message: ServiceBusReceivedMessage) => void;
 }
 
 export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Promise<LocalHost> {
@@ -75,6 +79,36 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     );
   }
 
+  // The deliver trigger: a 'rescheduled' outcome means the handler already scheduled the next
+  // attempt as a new message, so this one completes.
+  const deliveries = rt.bus.createReceiver(rt.settings.serviceBus.webhookQueue, { receiveMode: 'peekLock' });
+  receivers.push(deliveries);
+  deliveries.subscribe(
+    {
+      processMessage: async (message) => {
+        let outcome: DeliveryOutcome;
+        try {
+          outcome = await handleWebhookDelivery(message.body, webhookDeliverDeps(rt, log));
+        } catch (e) {
+          log.warn(`deliver ${message.messageId}: ${(e as Error).message} (abandoned; Service Bus redelivers)`);
+          await deliveries.abandonMessage(message);
+          options.onDelivery?.({ outcome: 'abandoned', error: (e as Error).message }, message);
+          return;
+        }
+        if (outcome.outcome === 'dead-letter') {
+          await deliveries.deadLetterMessage(message, { deadLetterReason: outcome.reason, deadLetterErrorDescription: outcome.description });
+        } else {
+          await deliveries.completeMessage(message);
+        }
+        options.onDelivery?.(outcome, message);
+      },
+      processError: async (args) => {
+        log.warn(`deliver receiver: ${args.error.message}`);
+      },
+    },
+    { autoCompleteMessages: false, maxConcurrentCalls: options.maxConcurrentCalls ?? 4 },
+  );
+
   return {
     url: `http://127.0.0.1:${port}`,
     port,
@@ -97,6 +131,12 @@ async function route(req: IncomingMessage, res: ServerResponse, rt: Runtime, log
   if (req.method === 'GET' && status) {
     const q = url.searchParams;
     return send(res, await handleStatusRequest({ id: status[1] && decodeURIComponent(status[1]), repository: q.get('repository') ?? undefined, tag: q.get('tag') ?? undefined }, rt.state));
+  }
+  const webhooks = /^\/api\/webhooks(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(path);
+  if (webhooks) {
+    const [name, op] = [webhooks[1], webhooks[2]].map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
+    const query = Object.fromEntries(url.searchParams);
+    return send(res, await handleWebhookAdmin({ method: req.method ?? 'GET', name, op, query, body: await readBody(req) }, webhookAdminDeps(rt, log)));
   }
   send(res, { status: 404, jsonBody: { error: `no function serves ${req.method} ${path}` } });
 }

@@ -52,7 +52,7 @@ export function pushEnvelope(input: PushEventsInput) {
           repository: input.repository,
           url: `${base}/manifests/${input.manifest.digest}`,
           ...(input.tag ? { tag: input.tag } : {}),
-          references: input.references,
+          references: input.references.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
         },
         request,
         actor,

@@ -22,6 +22,9 @@ import { parseDigest } from '../oci/digest';
  *   pushes/<pushId>/regions/<region>.json     the region's status for that push
  *   plans/<pushId>/<region>.json              a plan too large for one message (claim check)
  *   tags/<repository>/<tag>.json              latest push id for repository:tag (status lookup)
+ *   webhooks/<name>.json                      a webhook's definition (with its signing secret)
+ *   webhook-deliveries/<name>/<deliveryId>.json   one event's delivery to that webhook: state, attempts
+ *   webhook-events/<name>/<newest-first key>.json one delivery attempt (list-events reads these in name order)
  */
 export class RegistryLayout {
   readonly root: string;
@@ -116,6 +119,13 @@ export const statePaths = {
   regionStatusPrefix: (pushId: string) => `pushes/${safe(pushId)}/regions/`,
   plan: (pushId: string, region: string) => `plans/${safe(pushId)}/${safe(region)}.json`,
   latestPushForTag: (repository: string, tag: string) => `tags/${checkRepository(repository)}/${checkTag(tag)}.json`,
+  webhooksPrefix: () => 'webhooks/',
+  webhook: (name: string) => `webhooks/${safe(name)}.json`,
+  webhookDeliveriesPrefix: (name: string) => `webhook-deliveries/${safe(name)}/`,
+  webhookDelivery: (name: string, deliveryId: string) => `webhook-deliveries/${safe(name)}/${safe(deliveryId)}.json`,
+  webhookAttemptsPrefix: (name: string) => `webhook-events/${safe(name)}/`,
+  /** Names sort newest first: the key starts with the time counted down from the year 2286. */
+  webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${String(9_999_999_999_999 - at.getTime()).padStart(13, '0')}-${safe(key)}.json`,
 };
 
 function safe(segment: string): string {

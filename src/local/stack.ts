@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../common/log';
+import { loadSettings, type Settings } from '../config/settings';
+import { createRuntime, type Runtime } from '../runtime';
+import { startAzurite } from './azurite';
+import { startLocalHost, type LocalHost, type LocalHostOptions } from './host';
+import { defaultTopologyPath, loadTopologyFile, startServiceBusEmulator } from './servicebus';
+
+/**
+ * The embedded stack: Azurite with one storage account per region, the Service Bus emulator with
+ * one subscription per replica region, and the local host running the functions. No Docker, no
+ * Azure account. Used by `npm start`, the integration tests and the benchmarks.
+ */
+
+export const DEFAULT_HOME = 'westus';
+export const DEFAULT_REPLICAS = ['eastus', 'canadacentral', 'westeurope'];
+
+export interface StackOptions {
+  home?: string;
+  replicas?: string[];
+  /** Port of the push endpoint: 7071 like `func start`; 0 for any free port (tests). */
+  httpPort?: number;
+  log: Logger;
+  /** Extra settings (environment-variable form) over the stack's own. */
+  settings?: Record<string, string>;
+  host?: Omit<LocalHostOptions, 'log' | 'port'>;
+}
+
+export interface Stack {
+  settings: Settings;
+  runtime: Runtime;
+  host: LocalHost;
+  env: Record<string, string>;
+  pushUrl: string;
+  storageConnectionString(region: string): string;
+  serviceBusConnectionString: string;
+  close(): Promise<void>;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const home = options.home ?? DEFAULT_HOME;
+  const replicas = options.replicas ?? DEFAULT_REPLICAS;
+  const regions = [home, ...replicas];
+  const azurite = await startAzurite({ accounts: regions });
+  const topology = replicationTopology(loadTopologyFile(defaultTopologyPath), replicas);
+  let bus: Awaited<ReturnType<typeof startServiceBusEmulator>> | undefined;
+  let runtime: Runtime | undefined;
+  try {
+    bus = await startServiceBusEmulator({ port: 0, host: '127.0.0.1', topology });
+    const env: Record<string, string> = {
+      GEOREG_HOME_REGION: home,
+      GEOREG_REGIONS: JSON.stringify(regions.map((name) => ({ name, connectionString: azurite.connectionString(name) }))),
+      ServiceBusConnection: bus.connectionString,
+      GEOREG_PUSH_SECRET: randomBytes(18).toString('base64url'),
+      // The local stack's webhook subscribers listen on 127.0.0.1.
+      GEOREG_WEBHOOK_ALLOW_PRIVATE: 'true',
+      ...options.settings,
+    };
+    const settings = loadSettings(env);
+    runtime = await createRuntime(settings);
+    await Promise.all([...runtime.regions.values()].map((r) => r.ensureContainer()));
+    const host = await startLocalHost(runtime, { ...options.host, port: options.httpPort ?? 0, log: options.log });
+    const rt = runtime;
+    const sb = bus;
+    return {
+      settings,
+      runtime,
+      host,
+      env,
+      pushUrl: `${host.url}/api/push`,
+      storageConnectionString: (region) => azurite.connectionString(region),
+      serviceBusConnectionString: bus.connectionString,
+      async close() {
+        await host.close();
+        await rt.close();
+        await sb.close();
+        await azurite.close();
+      },
+    };
+  } catch (e) {
+    await runtime?.close().catch(() => {});
+    await bus?.close().catch(() => {});
+    await azurite.close().catch(() => {});
+    throw e;
+  }
+}
+
+type Topology = ReturnType<typeof loadTopologyFile>;
+
+/**
+ * georeg's topology file with one subscription per replica region: each copies the properties and
+ * rule of the file's first subscription, with the region name substituted.
+ */
+export function replicationTopology(file: Topology, replicas: string[]): Topology {
+  const copy = JSON.parse(JSON.stringify(file)) as Topology;
+  for (const ns of copy.UserConfig.Namespaces) {
+    for (const topic of ns.Topics ?? []) {
+      if (topic.Name !== 'replication' || !topic.Subscriptions?.length) continue;
+      const template = topic.Subscriptions[0];
+      topic.Subscriptions = replicas.map((region) => ({
+        ...template,
+        Name: region,
+        Rules: (template.Rules ?? []).map((rule) => ({ ...rule, Properties: JSON.parse(JSON.stringify(rule.Properties).replaceAll(`'${template.Name}'`, `'${region}'`)) })),
+      }));
+    }
+  }
+  return copy;
+}

@@ -1,0 +1,81 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { watchPush } from '../cli/progress';
+import { generated } from '../cli/push-command';
+import { LOCAL_STACK_FILE } from '../cli/target';
+import type { Logger } from '../common/log';
+import { pushEnvelope, postNotification } from '../notifications/sender';
+import { writeImage } from '../registry/writer';
+import type { PushSummary } from '../replication/status-api';
+import { startStack } from './stack';
+
+/**
+ * `npm start`: the embedded stack, a demo push of a multi-layer image, a two-platform OCI index
+ * and a second tag that shares layers, with per-region progress; then it keeps serving the push
+ * endpoint until Ctrl-C. `npm start -- --once` exits after the demo.
+ */
+
+const quiet: Logger = { info: () => {}, warn: (m) => console.warn(`  ! ${m}`), error: (m) => console.error(`  ! ${m}`) };
+
+async function main(): Promise<void> {
+  const once = process.argv.includes('--once');
+  console.log('georeg: starting Azurite (one storage account per region), the Service Bus emulator and the functions...');
+  const stack = await startStack({ httpPort: Number(process.env.GEOREG_PORT ?? 7071), log: quiet });
+  const apiUrl = `${stack.host.url}/api`;
+  mkdirSync(dirname(LOCAL_STACK_FILE), { recursive: true });
+  writeFileSync(LOCAL_STACK_FILE, JSON.stringify({ apiUrl, env: stack.env }, null, 2), { mode: 0o600 });
+  console.log(`  home region ${stack.settings.homeRegion.name}, replicas ${stack.settings.replicaRegions.map((r) => r.name).join(', ')}`);
+  console.log(`  push endpoint ${stack.pushUrl}\n`);
+
+  const demos = [
+    { ref: 'demo/web', tag: '1.0', flags: { generate: { layers: 5, layerSize: 4 * 1024 * 1024 } }, what: 'a 5-layer image (5 x 4 MiB)' },
+    { ref: 'demo/web', tag: 'multiarch', flags: { generate: { layers: 3, layerSize: 2 * 1024 * 1024 }, platforms: 'linux/amd64,linux/arm64' }, what: 'a two-platform OCI index (linux/amd64, linux/arm64)' },
+    { ref: 'demo/web', tag: '1.1', flags: { generate: { layers: 5, layerSize: 4 * 1024 * 1024 }, seedBase: 'demo/web:1.0', share: 4 }, what: 'tag 1.1, sharing 4 of its 5 layers with 1.0' },
+  ];
+  const results: Array<{ what: string; summary: PushSummary }> = [];
+  for (const demo of demos) {
+    console.log(`demo: pushing ${demo.what} as ${demo.ref}:${demo.tag}`);
+    const image = generated(demo.ref, demo.tag, demo.flags);
+    await writeImage(stack.runtime.home, image);
+    const root = image.manifests[image.manifests.length - 1];
+    const response = (await postNotification(stack.pushUrl, stack.settings.pushSecret, pushEnvelope({ repository: demo.ref, tag: demo.tag, manifest: root, blobs: image.blobs, references: image.blobs }))) as { pushes: Array<{ pushId: string }> };
+    results.push({ what: `${demo.ref}:${demo.tag}`, summary: await watchPush(apiUrl, response.pushes[0].pushId) });
+  }
+  console.log('\nper-region figures:');
+  console.table(
+    results.flatMap(({ what, summary }) =>
+      summary.regions.map((r) => ({
+        image: what,
+        region: r.region,
+        state: r.state,
+        'blobs copied': r.blobs.copied,
+        'MiB copied': +(r.bytes.copied / 1048576).toFixed(2),
+        'blobs skipped': r.blobs.skipped,
+        'MiB skipped': +(r.bytes.skipped / 1048576).toFixed(2),
+        method: Object.keys(r.methods).join(',') || '-',
+        'push→ready (ms)': r.durationMs,
+      })),
+    ),
+  );
+  if (once) {
+    await shutdown();
+    return;
+  }
+  console.log(`\ngeoreg is serving ${stack.pushUrl}. Push more from another terminal:`);
+  console.log('  npx georeg push --generate 3x1MiB demo/app:v1 --wait');
+  console.log('  npx georeg push ./my-oci-layout:latest demo/app:v2 --wait   (skopeo copy docker://... oci:./my-oci-layout:latest)');
+  console.log('  npx georeg status demo/app:v1');
+  console.log('Ctrl-C stops everything (the emulators keep their data in memory only).');
+
+  async function shutdown() {
+    rmSync(LOCAL_STACK_FILE, { force: true });
+    await stack.close();
+  }
+  process.once('SIGINT', () => void shutdown().then(() => process.exit(0)));
+  process.once('SIGTERM', () => void shutdown().then(() => process.exit(0)));
+}
+
+main().catch((e: Error) => {
+  console.error(`georeg: ${e.message}`);
+  process.exit(1);
+});

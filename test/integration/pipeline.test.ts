@@ -1,0 +1,228 @@
+import { ServiceBusClient } from '@azure/service-bus';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated } from '../../src/cli/push-command';
+import { silentLogger } from '../../src/common/log';
+import { startStack, type Stack } from '../../src/local/stack';
+import { pushEnvelope, deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
+import { writeImage, type ImageToWrite } from '../../src/registry/writer';
+import type { JobOutcome } from '../../src/replication/replicate';
+import { StatusStore, type RegionStatus } from '../../src/replication/status';
+
+const REPLICAS = ['eastus', 'westeurope'];
+let stack: Stack;
+let sbAdmin: ServiceBusClient;
+const outcomes: Array<{ region: string; messageId: string; outcome: JobOutcome | { outcome: 'abandoned'; error: string } }> = [];
+
+beforeAll(async () => {
+  stack = await startStack({
+    replicas: REPLICAS,
+    httpPort: 0,
+    log: silentLogger,
+    host: { onJob: (region, outcome, message) => outcomes.push({ region, messageId: String(message.messageId), outcome }) },
+  });
+  sbAdmin = new ServiceBusClient(stack.serviceBusConnectionString);
+}, 120_000);
+
+afterAll(async () => {
+  await sbAdmin?.close();
+  await stack?.close();
+});
+
+async function notify(envelope: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(stack.pushUrl, {
+    method: 'POST',
+    headers: { 'Content-Type': EVENTS_MEDIA_TYPE, Authorization: `Bearer ${stack.settings.pushSecret}`, ...headers },
+    body: typeof envelope === 'string' ? envelope : JSON.stringify(envelope),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+function envelopeFor(image: ImageToWrite) {
+  const root = image.manifests[image.manifests.length - 1];
+  return pushEnvelope({ repository: image.repository, tag: image.tag, manifest: root, blobs: image.blobs, references: image.blobs });
+}
+
+async function push(image: ImageToWrite) {
+  await writeImage(stack.runtime.home, image);
+  const res = await notify(envelopeFor(image));
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  return res.body.pushes[0] as { pushId: string; jobs: Array<{ region: string; jobId: string; missingBlobs: number; missingBytes: number }>; duplicate: boolean };
+}
+
+async function settled(pushId: string, timeoutMs = 30_000): Promise<RegionStatus[]> {
+  const store = new StatusStore(stack.runtime.state);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await store.push(pushId);
+    if (found && found.regions.length === REPLICAS.length && found.regions.every((r) => r.state === 'complete' || r.state === 'failed')) return found.regions;
+    if (Date.now() > deadline) throw new Error(`push ${pushId} did not settle: ${JSON.stringify(found?.regions.map((r) => [r.region, r.state]))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Every blob and link the home holds for the image is in the region, with the same content. */
+async function expectRegionMirrorsHome(region: string, image: ImageToWrite) {
+  const home = stack.runtime.home;
+  const target = stack.runtime.regions.get(region)!;
+  const { layout } = home;
+  for (const b of [...image.blobs, ...image.manifests]) {
+    const [h, r] = await Promise.all([home.blobProperties(b.digest), target.blobProperties(b.digest)]);
+    expect(h?.size, `${b.digest} at home`).toBe(b.size);
+    expect(r?.size, `${b.digest} in ${region}`).toBe(b.size);
+  }
+  const links = [
+    ...image.blobs.map((b) => layout.layerLink(image.repository, b.digest)),
+    ...image.manifests.map((m) => layout.manifestRevisionLink(image.repository, m.digest)),
+  ];
+  const root = image.manifests[image.manifests.length - 1];
+  if (image.tag) links.push(layout.tagIndexLink(image.repository, image.tag, root.digest), layout.tagCurrentLink(image.repository, image.tag));
+  for (const link of links) {
+    const [h, r] = await Promise.all([home.readLink(link), target.readLink(link)]);
+    expect(h, `${link} at home`).toBeDefined();
+    expect(r, `${link} in ${region}`).toBe(h);
+  }
+  // The manifest in the region is byte-for-byte the home's.
+  expect((await target.readBlob(root.digest)).equals(await home.readBlob(root.digest))).toBe(true);
+}
+
+describe('push → layer diff → Service Bus → regional copy → commit', () => {
+  it('replicates a single image to every region', async () => {
+    const image = generated('team/web', '1.0', { generate: { layers: 3, layerSize: 256 * 1024 }, seed: 'single' });
+    const p = await push(image);
+    expect(p.jobs.map((j) => j.region).sort()).toEqual([...REPLICAS].sort());
+    for (const j of p.jobs) expect(j.missingBlobs).toBe(5); // 3 layers + config + manifest
+    const regions = await settled(p.pushId);
+    for (const r of regions) {
+      expect(r.state).toBe('complete');
+      expect(r.blobs.copied).toBe(5);
+      expect(r.bytes.copied).toBe([...image.blobs, ...image.manifests].reduce((s, b) => s + b.size, 0));
+    }
+    for (const region of REPLICAS) await expectRegionMirrorsHome(region, image);
+  });
+
+  it('replicates a two-platform OCI index with its child manifests', async () => {
+    const image = generated('team/multi', 'v1', { generate: { layers: 2, layerSize: 64 * 1024 }, platforms: 'linux/amd64,linux/arm64', seed: 'index' });
+    expect(image.manifests).toHaveLength(3);
+    const p = await push(image);
+    const regions = await settled(p.pushId);
+    for (const r of regions) expect(r.state).toBe('complete');
+    for (const region of REPLICAS) await expectRegionMirrorsHome(region, image);
+  });
+
+  it('a second push sharing layers copies only the new blobs', async () => {
+    const first = generated('team/api', '1', { generate: { layers: 4, layerSize: 128 * 1024 }, seed: 'api-1' });
+    await settled((await push(first)).pushId);
+    const second = generated('team/api', '2', { generate: { layers: 4, layerSize: 128 * 1024 }, seed: 'api-2', seedBase: 'api-1', share: 3 });
+    const shared = second.blobs.filter((b) => first.blobs.some((f) => f.digest === b.digest));
+    expect(shared).toHaveLength(3);
+    const fresh = [...second.blobs, ...second.manifests].filter((b) => !shared.includes(b));
+    const p = await push(second);
+    for (const j of p.jobs) expect(j.missingBytes).toBe(fresh.reduce((s, b) => s + b.size, 0));
+    for (const r of await settled(p.pushId)) {
+      expect(r.blobs.copied).toBe(fresh.length);
+      expect(r.bytes.copied).toBe(fresh.reduce((s, b) => s + b.size, 0));
+      expect(r.blobs.skipped).toBe(3);
+    }
+    for (const region of REPLICAS) await expectRegionMirrorsHome(region, second);
+  });
+
+  it('a duplicate notification enqueues one job per region', async () => {
+    const image = generated('team/dup', 'x', { generate: { layers: 1, layerSize: 1024 }, seed: 'dup' });
+    await writeImage(stack.runtime.home, image);
+    const envelope = envelopeFor(image);
+    const a = await notify(envelope);
+    const b = await notify(envelope);
+    expect(b.status).toBe(202);
+    expect(b.body.pushes[0].pushId).toBe(a.body.pushes[0].pushId);
+    expect(b.body.pushes[0].duplicate).toBe(true);
+    const regions = await settled(a.body.pushes[0].pushId);
+    await new Promise((r) => setTimeout(r, 1000)); // time for a second copy to be received, were there one
+    const jobIds = a.body.pushes[0].jobs.map((j: { jobId: string }) => j.jobId);
+    for (const jobId of jobIds) expect(outcomes.filter((o) => o.messageId === jobId)).toHaveLength(1);
+    for (const r of regions) expect(r.attempts).toBe(1);
+  });
+
+  it('a redelivered job finishes without copying again', async () => {
+    const image = generated('team/redeliver', 'x', { generate: { layers: 2, layerSize: 4096 }, seed: 'redeliver' });
+    const p = await push(image);
+    const before = await settled(p.pushId);
+    const sender = sbAdmin.createSender('replication');
+    const job = outcomes.find((o) => o.messageId === p.jobs[0].jobId);
+    expect(job).toBeDefined();
+    // The same job body again under a new message id, as a redelivery after a lost lock would be.
+    const store = new StatusStore(stack.runtime.state);
+    const status = (await store.region(p.pushId, p.jobs[0].region))!;
+    const body = { version: 1, jobId: p.jobs[0].jobId, pushId: p.pushId, eventId: p.pushId, region: p.jobs[0].region, repository: 'team/redeliver', createdAt: new Date().toISOString(), action: 'push', tag: 'x', manifest: { digest: image.manifests[0].digest, mediaType: image.manifests[0].mediaType, size: image.manifests[0].size }, plan: { inline: { manifests: [], blobs: [], missing: [], foreign: [] } } };
+    await sender.sendMessages({ body, messageId: `${p.jobs[0].jobId}:again`, applicationProperties: { region: p.jobs[0].region, action: 'push', repository: 'team/redeliver' } });
+    await sender.close();
+    const deadline = Date.now() + 15_000;
+    while (!outcomes.some((o) => o.messageId === `${p.jobs[0].jobId}:again`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const again = outcomes.find((o) => o.messageId === `${p.jobs[0].jobId}:again`)!;
+    expect(again.outcome).toMatchObject({ outcome: 'completed', alreadyComplete: true });
+    const after = (await store.region(p.pushId, p.jobs[0].region))!;
+    expect(after.bytes.copied).toBe(status.bytes.copied);
+    expect(after.attempts).toBe(before.find((r) => r.region === p.jobs[0].region)!.attempts);
+  });
+
+  it('a blob missing from home storage dead-letters the job with a reason naming digest and region', async () => {
+    const image = generated('team/broken', 'x', { generate: { layers: 2, layerSize: 4096 }, seed: 'broken' });
+    await writeImage(stack.runtime.home, image);
+    const lost = image.blobs[0].digest;
+    await stack.runtime.home.deleteBlob(stack.runtime.home.layout.blobData(lost));
+    const res = await notify(envelopeFor(image));
+    expect(res.status).toBe(202);
+    const regions = await settled(res.body.pushes[0].pushId);
+    for (const r of regions) {
+      expect(r.state).toBe('failed');
+      expect(r.error).toContain(lost);
+    }
+    for (const region of REPLICAS) {
+      const dlq = sbAdmin.createReceiver('replication', region, { subQueueType: 'deadLetter' });
+      const [message] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 5000 });
+      expect(message?.deadLetterReason).toBe('SourceBlobMissing');
+      expect(message?.deadLetterErrorDescription).toContain(lost);
+      expect(message?.deadLetterErrorDescription).toContain(region);
+      await dlq.completeMessage(message);
+      await dlq.close();
+      // Never a tag whose blobs are missing.
+      expect(await stack.runtime.regions.get(region)!.readLink(stack.runtime.home.layout.tagCurrentLink('team/broken', 'x'))).toBeUndefined();
+    }
+  });
+
+  it('a malformed envelope is refused with 400 and nothing is enqueued', async () => {
+    for (const bad of ['{"events": [', '{"events": [{"id": "1", "action": "push", "target": {"repository": "UPPER", "digest": "sha256:x"}}]}', '{"nope": true}']) {
+      const res = await notify(bad);
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatch(/JSON|envelope|repository|digest|events/);
+    }
+    for (const region of REPLICAS) {
+      const receiver = sbAdmin.createReceiver('replication', region);
+      expect(await receiver.peekMessages(10)).toHaveLength(0);
+      await receiver.close();
+    }
+  });
+
+  it('refuses a notification without the secret (401), and a manifest not in home storage (404)', async () => {
+    const image = generated('team/nothere', 'x', { generate: { layers: 1, layerSize: 10 }, seed: 'nothere' });
+    const unauth = await fetch(stack.pushUrl, { method: 'POST', headers: { 'Content-Type': EVENTS_MEDIA_TYPE }, body: JSON.stringify(envelopeFor(image)) });
+    expect(unauth.status).toBe(401);
+    const wrong = await notify(envelopeFor(image), { Authorization: 'Bearer wrong-secret-wrong-secret' });
+    expect(wrong.status).toBe(401);
+    const missing = await notify(envelopeFor(image));
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toContain(image.manifests[0].digest);
+  });
+
+  it('replicates a tag delete: the tag goes, the blobs stay', async () => {
+    const image = generated('team/gone', 'old', { generate: { layers: 1, layerSize: 1024 }, seed: 'gone' });
+    await settled((await push(image)).pushId);
+    const res = await notify(deleteEnvelope({ repository: 'team/gone', tag: 'old' }));
+    expect(res.status).toBe(202);
+    await settled(res.body.pushes[0].pushId);
+    for (const region of REPLICAS) {
+      const target = stack.runtime.regions.get(region)!;
+      expect(await target.readLink(target.layout.tagCurrentLink('team/gone', 'old'))).toBeUndefined();
+      expect((await target.blobProperties(image.blobs[0].digest))?.size).toBe(image.blobs[0].size);
+    }
+  });
+});
