@@ -17,7 +17,8 @@ export interface ServiceBusEmulatorOptions {
   /** 0 (default) picks a free port; 5672 is what `UseDevelopmentEmulator` clients expect by default. */
   port?: number;
   host?: string;
-  topology: Topology | TopologyInput;
+  /** A Config.json-shaped object (validated here; a bad one throws naming the field). */
+  topology: Topology | TopologyInput | Record<string, unknown>;
   keyName?: string;
   /** The namespace's shared access key; a new random one when omitted. */
   key?: string;

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo, Server } from 'node:net';
 import * as rhea from 'rhea';
 import type { Logger } from '../../common/log';
@@ -316,6 +316,7 @@ export class EmulatorServer {
           const seqs: number[] = [];
           for (const item of toArray(body.messages) as Array<Record<string, unknown>>) {
             const m = rhea.message.decode(item.message as Buffer) as unknown as AmqpMessage;
+            if (m.message_id === undefined || m.message_id === null) m.message_id = String(item['message-id'] ?? randomUUID().replace(/-/g, ''));
             const at = m.message_annotations?.['x-opt-scheduled-enqueue-time'];
             const size = (item.message as Buffer).length;
             if (size > entity.maxMessageBytes) return { status: 413, condition: 'amqp:link:message-size-exceeded', description: `message of ${size} bytes exceeds ${entity.maxMessageBytes}` };
@@ -410,6 +411,8 @@ function refuse(link: rhea.Sender | rhea.Receiver, condition: string, descriptio
 
 
 function enqueue(entity: SendableEntity, m: AmqpMessage): void {
+  // The broker assigns a message id when the sender set none (the SDK's lock renewer relies on it).
+  if (m.message_id === undefined || m.message_id === null) m.message_id = randomUUID().replace(/-/g, '');
   const at = m.message_annotations?.['x-opt-scheduled-enqueue-time'];
   const scheduledAt = at instanceof Date ? at.getTime() : typeof at === 'number' ? at : undefined;
   entity.send(m, rhea.message.encode(m as rhea.Message).length, scheduledAt);
