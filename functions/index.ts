@@ -2,3 +2,5 @@
 import './push';
 import './status';
 import './replicate';
+import './webhooks';
+import './deliver';

@@ -3,6 +3,7 @@ import { SettingsError } from '../config/settings';
 import { pushCommand } from './push-command';
 import { statusCommand } from './status-command';
 import { parseGenerateSpec } from './target';
+import { registerWebhookCommands } from './webhook-command';
 
 const program = new Command('georeg')
   .description('Geo-replication for container registries on Azure Blob Storage')
@@ -36,6 +37,8 @@ program
   .option('--key <function-key>', 'function key for the status API in Azure')
   .option('-o, --output <format>', 'table or json', 'table')
   .action(statusCommand);
+
+registerWebhookCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(e instanceof SettingsError ? e.message : `georeg: ${e.message}`);

@@ -7,6 +7,7 @@ import type { Logger } from '../common/log';
 import { pushEnvelope, postNotification } from '../notifications/sender';
 import { writeImage } from '../registry/writer';
 import type { PushSummary } from '../replication/status-api';
+import { startDemoSubscribers } from './demo-subscribers';
 import { startStack } from './stack';
 
 /**
@@ -25,7 +26,9 @@ async function main(): Promise<void> {
   mkdirSync(dirname(LOCAL_STACK_FILE), { recursive: true });
   writeFileSync(LOCAL_STACK_FILE, JSON.stringify({ apiUrl, env: stack.env }, null, 2), { mode: 0o600 });
   console.log(`  home region ${stack.settings.homeRegion.name}, replicas ${stack.settings.replicaRegions.map((r) => r.name).join(', ')}`);
-  console.log(`  push endpoint ${stack.pushUrl}\n`);
+  console.log(`  push endpoint ${stack.pushUrl}`);
+  const subscribers = await startDemoSubscribers(stack);
+  console.log(`  webhooks ${subscribers.webhooks.map((w) => `${w.name} -> ${w.url}`).join(', ')}\n`);
 
   const demos = [
     { ref: 'demo/web', tag: '1.0', flags: { generate: { layers: 5, layerSize: 4 * 1024 * 1024 } }, what: 'a 5-layer image (5 x 4 MiB)' },
@@ -40,6 +43,7 @@ async function main(): Promise<void> {
     const root = image.manifests[image.manifests.length - 1];
     const response = (await postNotification(stack.pushUrl, stack.settings.pushSecret, pushEnvelope({ repository: demo.ref, tag: demo.tag, manifest: root, blobs: image.blobs, references: image.blobs }))) as { pushes: Array<{ pushId: string }> };
     results.push({ what: `${demo.ref}:${demo.tag}`, summary: await watchPush(apiUrl, response.pushes[0].pushId) });
+    await subscribers.flush(response.pushes[0].pushId);
   }
   console.log('\nper-region figures:');
   console.table(
@@ -65,10 +69,13 @@ async function main(): Promise<void> {
   console.log('  npx georeg push --generate 3x1MiB demo/app:v1 --wait');
   console.log('  npx georeg push ./my-oci-layout:latest demo/app:v2 --wait   (skopeo copy docker://... oci:./my-oci-layout:latest)');
   console.log('  npx georeg status demo/app:v1');
+  console.log(`  npx georeg webhook list-events ${subscribers.webhooks[0].name}   (each region's subscriber prints the events it receives)`);
+  subscribers.live();
   console.log('Ctrl-C stops everything (the emulators keep their data in memory only).');
 
   async function shutdown() {
     rmSync(LOCAL_STACK_FILE, { force: true });
+    await subscribers.close();
     await stack.close();
   }
   process.once('SIGINT', () => void shutdown().then(() => process.exit(0)));

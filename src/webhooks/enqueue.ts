@@ -30,7 +30,7 @@ export function matchingWebhooks(webhooks: readonly WebhookDefinition[], region:
 export async function enqueueWebhookDeliveries(job: ReplicationJob, status: RegionStatus, deps: EnqueueDeps): Promise<{ enqueued: string[]; skipped: string[] }> {
   if (status.state !== 'complete') return { enqueued: [], skipped: [] };
   const store = new WebhookStore(deps.state);
-  const webhooks = matchingWebhooks(await store.list(), status.region, job.action, job.repository, job.tag);
+  const webhooks = matchingWebhooks(await store.list((e) => deps.log.error(`${e.message}: skipped`)), status.region, job.action, job.repository, job.tag);
   if (!webhooks.length) return { enqueued: [], skipped: [] };
   const event = regionEvent(job, status);
   const messages: ServiceBusMessage[] = [];

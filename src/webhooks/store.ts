@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { WebhookEvent } from '../bus/messages';
 import { statePaths } from '../storage/paths';
-import { StateConflictError, type StateStore } from '../storage/state-store';
+import { StateConflictError, StateSchemaError, type StateStore } from '../storage/state-store';
 import { WebhookDefinition } from './definition';
 
 /**
@@ -64,9 +64,23 @@ export class WebhookStore {
     return (await this.state.get(statePaths.webhook(name), WebhookDefinition))?.value;
   }
 
-  async list(): Promise<WebhookDefinition[]> {
+  /**
+   * Every definition that parses. One that does not (edited by hand, written by another version)
+   * is reported to `onInvalid` and skipped, so it cannot hold up the other webhooks' events.
+   */
+  async list(onInvalid: (error: StateSchemaError) => void = () => {}): Promise<WebhookDefinition[]> {
     const names = await this.state.list(statePaths.webhooksPrefix());
-    const found = await Promise.all(names.map(async (n) => (await this.state.get(n, WebhookDefinition))?.value));
+    const found = await Promise.all(
+      names.map(async (n) => {
+        try {
+          return (await this.state.get(n, WebhookDefinition))?.value;
+        } catch (e) {
+          if (!(e instanceof StateSchemaError)) throw e;
+          onInvalid(e);
+          return undefined;
+        }
+      }),
+    );
     return found.filter((w): w is WebhookDefinition => w !== undefined);
   }
 

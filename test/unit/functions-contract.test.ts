@@ -46,8 +46,16 @@ describe('functions/ registrations (the Functions host contract)', () => {
     byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
   });
 
-  it('registers exactly the push, status and replicate functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['push', 'pushStatus', 'replicate']);
+  it('registers exactly the push, status, replicate, webhooks and deliver functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'replicate', 'webhooks']);
+  });
+
+  it('webhooks is a function-key admin API on webhooks/{name?}/{op?}', () => {
+    expect(byName.webhooks.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'webhooks/{name?}/{op?}', methods: ['GET', 'POST', 'PATCH', 'DELETE'], authLevel: 'function' });
+  });
+
+  it('deliver binds the webhook queue through app settings', () => {
+    expect(byName.deliver.find((b) => b.direction === 'in')).toMatchObject({ type: 'serviceBusTrigger', connection: 'ServiceBusConnection', queueName: '%GEOREG_WEBHOOK_QUEUE%' });
   });
 
   it('push is an anonymous HTTP POST on /api/push (authenticated by the push secret)', () => {
