@@ -1,5 +1,6 @@
-import { ServiceBusClient, isServiceBusError, type ServiceBusReceivedMessage } from '@azure/service-bus';
+import { ServiceBusClient, isServiceBusError } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drain as drainEntity } from './drain';
 import { startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
 
 // Short locks and low delivery counts keep the lock-expiry tests quick.
@@ -48,17 +49,7 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function drain(queue: string, sub?: string): Promise<ServiceBusReceivedMessage[]> {
-  const receiver = sub ? client.createReceiver(queue, sub, { receiveMode: 'receiveAndDelete' }) : client.createReceiver(queue, { receiveMode: 'receiveAndDelete' });
-  const all: ServiceBusReceivedMessage[] = [];
-  for (;;) {
-    const batch = await receiver.receiveMessages(50, { maxWaitTimeInMs: 300 });
-    if (!batch.length) break;
-    all.push(...batch);
-  }
-  await receiver.close();
-  return all;
-}
+const drain = (queue: string, sub?: string) => drainEntity(client, queue, sub);
 
 describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
   it('sends and receives on a queue with the annotations the SDK reads', async () => {

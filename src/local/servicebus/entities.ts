@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { compileSqlFilter, type FilterInput } from './sql-filter';
+import { compileSqlAction, compileSqlFilter, type FilterInput, type SqlAssignment } from './sql-filter';
 import { parseDuration, type EntityPropertiesConfig, type RuleConfig, type SubscriptionConfig, type Topology } from './topology';
 
 /**
@@ -101,6 +101,8 @@ export interface Consumer {
   /** How many more messages this consumer can take now. */
   credit(): number;
   deliver(entry: StoredMessage, store: MessageStore): void;
+  /** The entity was deleted; the consumer's link should be detached. */
+  gone?(): void;
 }
 
 export class LockLostError extends Error {
@@ -120,11 +122,13 @@ export class MessageStore {
   private nextScheduledAt = Infinity;
   readonly deadLetterQueue?: MessageStore;
   private pumping = false;
+  /** Last send or receive, for the administration API's AccessedAt. */
+  accessedAt = new Date();
 
   constructor(
     readonly ns: Namespace,
     readonly path: string,
-    readonly options: StoreOptions,
+    public options: StoreOptions,
     isDeadLetterQueue = false,
   ) {
     if (!isDeadLetterQueue) {
@@ -134,6 +138,7 @@ export class MessageStore {
 
   enqueue(message: AmqpMessage, seq: number, size: number, scheduledAt?: number): StoredMessage {
     const now = Date.now();
+    this.accessedAt = new Date(now);
     const ttl = Math.min(typeof message.ttl === 'number' && message.ttl > 0 ? message.ttl : Number.MAX_SAFE_INTEGER, this.options.ttlMs);
     const entry: StoredMessage = { seq, message, size, enqueuedAt: now, expiresAt: now + ttl, deliveries: 0, state: 'active' };
     this.messages.set(seq, entry);
@@ -204,6 +209,7 @@ export class MessageStore {
   /** Locks a message for a peek-lock receiver; returns the lock token. */
   lock(entry: StoredMessage, onLost?: (reason: string) => void): string {
     entry.deliveries += 1;
+    this.accessedAt = new Date();
     const token = randomUUID();
     const until = Date.now() + this.options.lockMs;
     const timer = setTimeout(() => this.lockExpired(entry, token), this.options.lockMs);
@@ -216,6 +222,7 @@ export class MessageStore {
   /** Receive-and-delete: the message is gone once handed over. */
   removeDelivered(entry: StoredMessage): void {
     entry.deliveries += 1;
+    this.accessedAt = new Date();
     this.messages.delete(entry.seq);
   }
 
@@ -367,6 +374,28 @@ export class MessageStore {
     return { active, deadLetter, scheduled, transfer: 0, transferDeadLetter: 0, total: active + deadLetter + scheduled };
   }
 
+  /** Bytes held, dead-letter sub-queue included (the administration API's SizeInBytes). */
+  sizeInBytes(): number {
+    let bytes = 0;
+    for (const e of this.messages.values()) bytes += e.size;
+    return bytes + (this.deadLetterQueue?.sizeInBytes() ?? 0);
+  }
+
+  /** New lock duration, delivery count or TTL from an update; messages already stored keep theirs. */
+  reconfigure(options: StoreOptions): void {
+    this.options = options;
+    if (this.deadLetterQueue) this.deadLetterQueue.options = { ...this.deadLetterQueue.options, lockMs: options.lockMs };
+  }
+
+  /** The entity was deleted: its receivers are detached and its messages and locks dropped. */
+  remove(): void {
+    for (const c of this.consumers.splice(0)) c.gone?.();
+    for (const e of this.messages.values()) if (e.lock) this.ns.locks.delete(e.lock.token);
+    this.deadLetterQueue?.remove();
+    this.close();
+    this.messages.clear();
+  }
+
   private armScheduleTimer(at: number): void {
     if (at >= this.nextScheduledAt && this.scheduleTimer) return;
     if (this.scheduleTimer) clearTimeout(this.scheduleTimer);
@@ -427,6 +456,9 @@ export interface Rule {
   name: string;
   config: RuleConfig;
   filter: Filter;
+  /** A SQL rule action: the subscription gets its own annotated copy for this rule. */
+  action?: (message: AmqpMessage) => AmqpMessage;
+  createdAt: Date;
 }
 
 export interface SendableEntity {
@@ -439,6 +471,23 @@ export interface SendableEntity {
   cancelScheduled(seqs: number[]): void;
 }
 
+/** What the administration API reports about an entity's own life. */
+export interface EntityTimes {
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** An administration request the namespace refuses; the admin API maps `reason` to 404/409/400. */
+export class EntityRequestError extends Error {
+  constructor(
+    readonly reason: 'not-found' | 'conflict' | 'bad-request',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EntityRequestError';
+  }
+}
+
 function storeOptions(p: EntityPropertiesConfig): StoreOptions {
   return {
     lockMs: parseDuration(p.LockDuration),
@@ -448,20 +497,54 @@ function storeOptions(p: EntityPropertiesConfig): StoreOptions {
   };
 }
 
-export class Queue implements SendableEntity {
-  readonly kind = 'queue' as const;
-  readonly store: MessageStore;
-  private readonly dedupe?: DuplicateDetector;
-  readonly maxMessageBytes: number;
-  private seq = 0;
-  constructor(ns: Namespace, readonly name: string, readonly properties: EntityPropertiesConfig) {
-    if (properties.RequiresSession) throw new Error(`queue ${name}: sessions are not supported by georeg's Service Bus emulator (RequiresSession must be false)`);
-    this.store = new MessageStore(ns, name, storeOptions(properties));
-    this.dedupe = properties.RequiresDuplicateDetection ? new DuplicateDetector(parseDuration(properties.DuplicateDetectionHistoryTimeWindow)) : undefined;
+/** Azure fixes these at creation; an update that changes one is refused, as Azure refuses it. */
+function checkUpdate(what: string, before: EntityPropertiesConfig, after: EntityPropertiesConfig): void {
+  for (const key of ['RequiresSession', 'RequiresDuplicateDetection'] as const) {
+    if (before[key] !== after[key]) throw new EntityRequestError('bad-request', `${what}: ${key} cannot be changed on an existing entity; delete and re-create it instead.`);
+  }
+}
+
+function duplicateDetector(p: EntityPropertiesConfig): DuplicateDetector | undefined {
+  return p.RequiresDuplicateDetection ? new DuplicateDetector(parseDuration(p.DuplicateDetectionHistoryTimeWindow)) : undefined;
+}
+
+/** What queues and topics share: their properties, duplicate detection, size limit and times. */
+abstract class SendableBase implements EntityTimes {
+  private dedupe?: DuplicateDetector;
+  maxMessageBytes: number;
+  protected seq = 0;
+  readonly createdAt = new Date();
+  updatedAt = this.createdAt;
+  constructor(readonly name: string, public properties: EntityPropertiesConfig) {
+    this.dedupe = duplicateDetector(properties);
     this.maxMessageBytes = properties.MaxMessageSizeInKilobytes * 1024;
   }
+  protected replaceProperties(what: string, properties: EntityPropertiesConfig): void {
+    checkUpdate(what, this.properties, properties);
+    if (properties.DuplicateDetectionHistoryTimeWindow !== this.properties.DuplicateDetectionHistoryTimeWindow) this.dedupe = duplicateDetector(properties);
+    this.properties = properties;
+    this.maxMessageBytes = properties.MaxMessageSizeInKilobytes * 1024;
+    this.updatedAt = new Date();
+  }
+  protected isDuplicate(message: AmqpMessage): boolean {
+    return Boolean(this.dedupe && message.message_id !== undefined && this.dedupe.isDuplicate(String(message.message_id)));
+  }
+}
+
+export class Queue extends SendableBase implements SendableEntity {
+  readonly kind = 'queue' as const;
+  readonly store: MessageStore;
+  constructor(ns: Namespace, name: string, properties: EntityPropertiesConfig) {
+    super(name, properties);
+    if (properties.RequiresSession) throw new EntityRequestError('bad-request', `queue ${name}: sessions are not supported by georeg's Service Bus emulator (RequiresSession must be false)`);
+    this.store = new MessageStore(ns, name, storeOptions(properties));
+  }
+  update(properties: EntityPropertiesConfig): void {
+    this.replaceProperties(`queue ${this.name}`, properties);
+    this.store.reconfigure(storeOptions(properties));
+  }
   send(message: AmqpMessage, size: number, scheduledAt?: number) {
-    if (this.dedupe && message.message_id !== undefined && this.dedupe.isDuplicate(String(message.message_id))) return { accepted: false, seq: -1 };
+    if (this.isDuplicate(message)) return { accepted: false, seq: -1 };
     const seq = ++this.seq;
     this.store.enqueue(message, seq, size, scheduledAt);
     return { accepted: true, seq };
@@ -471,75 +554,153 @@ export class Queue implements SendableEntity {
   }
 }
 
-export class Subscription {
+/** A subscription created without rules gets the $Default rule, which matches everything. */
+const DEFAULT_RULE: RuleConfig = { Name: '$Default', Properties: { FilterType: 'Sql', SqlFilter: { SqlExpression: '1=1' } } };
+
+export class Subscription implements EntityTimes {
   readonly store: MessageStore;
   readonly rules = new Map<string, Rule>();
-  constructor(ns: Namespace, readonly topic: Topic, readonly name: string, readonly properties: EntityPropertiesConfig, rules: RuleConfig[]) {
-    if (properties.RequiresSession) throw new Error(`subscription ${topic.name}/${name}: sessions are not supported by georeg's Service Bus emulator`);
+  readonly createdAt = new Date();
+  updatedAt = this.createdAt;
+  constructor(ns: Namespace, readonly topic: Topic, readonly name: string, public properties: EntityPropertiesConfig, rules: RuleConfig[]) {
+    if (properties.RequiresSession) throw new EntityRequestError('bad-request', `subscription ${topic.name}/${name}: sessions are not supported by georeg's Service Bus emulator`);
+    // Compile every rule before the subscription exists, so a bad filter leaves nothing behind.
+    const compiled = (rules.length ? rules : [DEFAULT_RULE]).map(compileRule);
     this.store = new MessageStore(ns, `${topic.name}/Subscriptions/${name}`, storeOptions(properties));
-    // A subscription created without rules gets the $Default rule, which matches everything.
-    const initial = rules.length ? rules : [{ Name: '$Default', Properties: { FilterType: 'Sql' as const, SqlFilter: { SqlExpression: '1=1' } } }];
-    for (const r of initial) this.addRule(r);
+    for (const r of compiled) this.rules.set(r.name.toLowerCase(), r);
   }
-  addRule(config: RuleConfig): Rule {
-    const rule = { name: config.Name, config, filter: compileRule(config) };
-    this.rules.set(config.Name.toLowerCase(), rule);
+  update(properties: EntityPropertiesConfig): void {
+    checkUpdate(`subscription ${this.topic.name}/${this.name}`, this.properties, properties);
+    this.properties = properties;
+    this.store.reconfigure(storeOptions(properties));
+    this.updatedAt = new Date();
+  }
+  /** Adds a rule (or replaces it: `replace` is an update, which needs the rule to exist). */
+  addRule(config: RuleConfig, mode: 'create' | 'replace' | 'upsert' = 'upsert'): Rule {
+    const key = config.Name.toLowerCase();
+    const existing = this.rules.get(key);
+    const where = `rule ${config.Name} on ${this.topic.name}/Subscriptions/${this.name}`;
+    if (mode === 'create' && existing) throw new EntityRequestError('conflict', `${where} already exists.`);
+    if (mode === 'replace' && !existing) throw new EntityRequestError('not-found', `${where} does not exist.`);
+    const rule = compileRule(config);
+    if (existing) rule.createdAt = existing.createdAt;
+    this.rules.set(key, rule);
     return rule;
   }
-  matches(input: FilterInput): boolean {
-    for (const r of this.rules.values()) if (r.filter(input)) return true;
-    return false;
+  removeRule(name: string): boolean {
+    return this.rules.delete(name.toLowerCase());
+  }
+  /**
+   * The copies this subscription keeps of a message, as Azure makes them: all matching rules without
+   * an action together give one copy; each matching rule with an action gives its own annotated copy.
+   */
+  route(message: AmqpMessage, input: FilterInput): AmqpMessage[] {
+    const copies: AmqpMessage[] = [];
+    let plain = false;
+    for (const r of this.rules.values()) {
+      if (!r.filter(input)) continue;
+      if (r.action) copies.push(r.action(message));
+      else plain = true;
+    }
+    return plain ? [{ ...message }, ...copies] : copies;
   }
 }
 
-export class Topic implements SendableEntity {
+export class Topic extends SendableBase implements SendableEntity {
   readonly kind = 'topic' as const;
   readonly subscriptions = new Map<string, Subscription>();
-  private readonly dedupe?: DuplicateDetector;
-  readonly maxMessageBytes: number;
-  private seq = 0;
-  constructor(private readonly ns: Namespace, readonly name: string, readonly properties: EntityPropertiesConfig) {
-    this.dedupe = properties.RequiresDuplicateDetection ? new DuplicateDetector(parseDuration(properties.DuplicateDetectionHistoryTimeWindow)) : undefined;
-    this.maxMessageBytes = properties.MaxMessageSizeInKilobytes * 1024;
+  accessedAt = this.createdAt;
+  constructor(private readonly ns: Namespace, name: string, properties: EntityPropertiesConfig) {
+    super(name, properties);
+  }
+  update(properties: EntityPropertiesConfig): void {
+    this.replaceProperties(`topic ${this.name}`, properties);
   }
   addSubscription(config: SubscriptionConfig): Subscription {
+    const key = config.Name.toLowerCase();
+    if (this.subscriptions.has(key)) throw new EntityRequestError('conflict', `subscription ${this.name}/Subscriptions/${config.Name} already exists.`);
     const sub = new Subscription(this.ns, this, config.Name, config.Properties, config.Rules);
-    this.subscriptions.set(config.Name.toLowerCase(), sub);
+    this.subscriptions.set(key, sub);
     return sub;
   }
   send(message: AmqpMessage, size: number, scheduledAt?: number) {
-    if (this.dedupe && message.message_id !== undefined && this.dedupe.isDuplicate(String(message.message_id))) return { accepted: false, seq: -1 };
+    if (this.isDuplicate(message)) return { accepted: false, seq: -1 };
+    this.accessedAt = new Date();
     const seq = ++this.seq;
     const input = filterInput(message);
     for (const sub of this.subscriptions.values()) {
-      if (sub.matches(input)) sub.store.enqueue({ ...message }, seq, size, scheduledAt);
+      // A second copy in one subscription (a rule action) needs its own sequence number there.
+      sub.route(message, input).forEach((copy, i) => sub.store.enqueue(copy, i === 0 ? seq : ++this.seq, size, scheduledAt));
     }
     return { accepted: true, seq };
   }
   cancelScheduled(seqs: number[]): void {
     for (const sub of this.subscriptions.values()) sub.store.cancelScheduled(seqs);
   }
+  /** Messages scheduled on the topic, counted once however many subscriptions hold a copy. */
+  scheduledCount(): number {
+    const seqs = new Set<number>();
+    for (const sub of this.subscriptions.values()) for (const e of sub.store.messages.values()) if (e.state === 'scheduled') seqs.add(e.seq);
+    return seqs.size;
+  }
 }
+
+/** Broker (system) properties by the names filters and actions use, and where AMQP carries them. */
+const SYSTEM_PROPERTIES = {
+  MessageId: 'message_id',
+  CorrelationId: 'correlation_id',
+  Label: 'subject',
+  Subject: 'subject',
+  ContentType: 'content_type',
+  To: 'to',
+  ReplyTo: 'reply_to',
+  SessionId: 'group_id',
+  ReplyToSessionId: 'reply_to_group_id',
+} as const;
 
 export function filterInput(m: AmqpMessage): FilterInput {
   const str = (v: unknown) => (v === undefined || v === null ? undefined : Buffer.isBuffer(v) ? v.toString('hex') : String(v));
+  const system: Record<string, unknown> = {};
+  for (const [name, field] of Object.entries(SYSTEM_PROPERTIES)) system[name] = str(m[field]);
+  return { application: (m.application_properties ?? {}) as Record<string, unknown>, system };
+}
+
+function systemField(ruleName: string, name: string): (typeof SYSTEM_PROPERTIES)[keyof typeof SYSTEM_PROPERTIES] {
+  const field = Object.entries(SYSTEM_PROPERTIES).find(([known]) => known.toLowerCase() === name.toLowerCase())?.[1];
+  if (!field) throw new EntityRequestError('bad-request', `rule ${ruleName}: sys.${name} is not a system property an action can set (use one of ${Object.keys(SYSTEM_PROPERTIES).join(', ')})`);
+  return field;
+}
+
+function applyAction(message: AmqpMessage, ruleName: string, assignments: SqlAssignment[]): AmqpMessage {
+  const copy: AmqpMessage = { ...message, application_properties: { ...message.application_properties } };
+  const app = copy.application_properties!;
+  for (const a of assignments) {
+    if (a.scope === 'sys') {
+      const field = systemField(ruleName, a.name);
+      if (a.op === 'remove' || a.value === null) delete copy[field];
+      else copy[field] = String(a.value);
+    } else if (a.op === 'remove') delete app[a.name];
+    else app[a.name] = a.value;
+  }
+  app.RuleName = ruleName;
+  return copy;
+}
+
+function compileRule(config: RuleConfig): Rule {
+  const actionText = config.Properties.Action?.SqlExpression?.trim();
+  const assignments = actionText ? compileSqlAction(actionText) : undefined;
+  // A bad system property name is refused when the rule is created, not when a message arrives.
+  for (const a of assignments ?? []) if (a.scope === 'sys') systemField(config.Name, a.name);
   return {
-    application: (m.application_properties ?? {}) as Record<string, unknown>,
-    system: {
-      MessageId: str(m.message_id),
-      CorrelationId: str(m.correlation_id),
-      Label: m.subject,
-      Subject: m.subject,
-      ContentType: m.content_type,
-      To: m.to,
-      ReplyTo: m.reply_to,
-      SessionId: m.group_id,
-      ReplyToSessionId: m.reply_to_group_id,
-    },
+    name: config.Name,
+    config,
+    filter: compileFilter(config),
+    action: assignments ? (m) => applyAction(m, config.Name, assignments) : undefined,
+    createdAt: new Date(),
   };
 }
 
-function compileRule(config: RuleConfig): Filter {
+function compileFilter(config: RuleConfig): Filter {
   const p = config.Properties;
   if (p.FilterType === 'Sql') return compileSqlFilter(p.SqlFilter!.SqlExpression);
   const c = p.CorrelationFilter!;
@@ -576,6 +737,7 @@ export class Namespace {
   readonly topics = new Map<string, Topic>();
   /** Lock token → the store and message holding it. */
   readonly locks = new Map<string, { store: MessageStore; seq: number }>();
+  readonly createdAt = new Date();
 
   constructor(readonly name: string) {}
 
@@ -590,29 +752,65 @@ export class Namespace {
     return ns;
   }
 
+  /** Queues and topics share one set of names, case-insensitively, as in Azure. */
+  private claimName(name: string): string {
+    const key = name.toLowerCase();
+    const taken = this.queues.has(key) ? 'queue' : this.topics.has(key) ? 'topic' : undefined;
+    if (taken) throw new EntityRequestError('conflict', `${taken} ${name} already exists in namespace ${this.name}.`);
+    return key;
+  }
+
   createQueue(name: string, properties: EntityPropertiesConfig): Queue {
+    const key = this.claimName(name);
     const q = new Queue(this, name, properties);
-    this.queues.set(name.toLowerCase(), q);
+    this.queues.set(key, q);
     return q;
   }
 
   createTopic(name: string, properties: EntityPropertiesConfig): Topic {
+    const key = this.claimName(name);
     const t = new Topic(this, name, properties);
-    this.topics.set(name.toLowerCase(), t);
+    this.topics.set(key, t);
     return t;
   }
 
+  topic(name: string): Topic {
+    const t = this.topics.get(name.toLowerCase());
+    if (!t) throw new EntityRequestError('not-found', `topic ${name} does not exist in namespace ${this.name}.`);
+    return t;
+  }
+
+  subscription(topic: string, name: string): Subscription {
+    const sub = this.topic(topic).subscriptions.get(name.toLowerCase());
+    if (!sub) throw new EntityRequestError('not-found', `subscription ${topic}/Subscriptions/${name} does not exist in namespace ${this.name}.`);
+    return sub;
+  }
+
   createSubscription(topic: string, config: SubscriptionConfig): Subscription {
-    const t = this.topics.get(topic.toLowerCase());
-    if (!t) throw new Error(`topic ${topic} does not exist`);
-    return t.addSubscription(config);
+    return this.topic(topic).addSubscription(config);
+  }
+
+  deleteQueue(name: string): boolean {
+    const q = this.queues.get(name.toLowerCase());
+    if (!q) return false;
+    q.store.remove();
+    return this.queues.delete(name.toLowerCase());
+  }
+
+  /** Deleting a topic deletes its subscriptions (and detaches their receivers). */
+  deleteTopic(name: string): boolean {
+    const t = this.topics.get(name.toLowerCase());
+    if (!t) return false;
+    for (const s of t.subscriptions.values()) s.store.remove();
+    t.subscriptions.clear();
+    return this.topics.delete(name.toLowerCase());
   }
 
   deleteSubscription(topic: string, name: string): boolean {
     const t = this.topics.get(topic.toLowerCase());
     const sub = t?.subscriptions.get(name.toLowerCase());
     if (!t || !sub) return false;
-    sub.store.close();
+    sub.store.remove();
     return t.subscriptions.delete(name.toLowerCase());
   }
 

@@ -1,13 +1,18 @@
 import type { Logger } from '../../common/log';
+import { createAdminServer } from './admin/http';
 import { Namespace, type EntityCounts } from './entities';
+import { listenShared } from './listener';
 import { EmulatorServer, newKey } from './server';
 import { parseTopology, type Topology, type TopologyInput } from './topology';
 
 /**
  * georeg's embedded Service Bus emulator: an AMQP 1.0 server (rhea) that the unmodified
  * @azure/service-bus SDK talks to with an ordinary `UseDevelopmentEmulator=true` connection
- * string. Entities come from a Config.json-shaped topology (the same file Microsoft's emulator
- * reads). Everything is in memory: closing or restarting it loses every queued message.
+ * string, and on the same port the ATOM/XML administration API `ServiceBusAdministrationClient`
+ * calls (plain HTTP: src/bus/admin.ts points the client there). Entities come from a
+ * Config.json-shaped topology (the same file Microsoft's emulator reads) and can be created,
+ * changed and deleted at run time through the administration API. Everything is in memory:
+ * closing or restarting it loses every queued message and every entity created at run time.
  */
 
 export { defaultTopologyPath, loadTopologyFile, parseTopology, type Topology } from './topology';
@@ -29,7 +34,7 @@ export interface ServiceBusEmulator {
   connectionString: string;
   port: number;
   namespace: Namespace;
-  /** Message counts of a queue or `topic/Subscriptions/name`. */
+  /** Message counts of a queue or `topic/Subscriptions/name` (the administration API reports the same). */
   counts(path: string): EntityCounts;
   close(): Promise<void>;
 }
@@ -39,15 +44,17 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
   const keyName = options.keyName ?? 'RootManageSharedAccessKey';
   const key = options.key ?? newKey();
   const namespace = Namespace.fromTopology(parseTopology(options.topology));
-  const server = new EmulatorServer(namespace, { host, port: options.port ?? 0, keyName, key, log: options.log });
-  const port = await server.listen();
+  const amqp = new EmulatorServer(namespace, { host, keyName, key, log: options.log });
+  const admin = createAdminServer({ namespace, sas: { keyName, key }, log: options.log });
+  const listener = await listenShared({ host, port: options.port ?? 0, amqp: (socket) => amqp.accept(socket), http: admin });
   return {
-    connectionString: `Endpoint=sb://${host}:${port};SharedAccessKeyName=${keyName};SharedAccessKey=${key};UseDevelopmentEmulator=true;`,
-    port,
+    connectionString: `Endpoint=sb://${host}:${listener.port};SharedAccessKeyName=${keyName};SharedAccessKey=${key};UseDevelopmentEmulator=true;`,
+    port: listener.port,
     namespace,
     counts: (path) => namespace.counts(path),
     async close() {
-      await server.close();
+      await amqp.close();
+      await listener.close();
       namespace.close();
     },
   };

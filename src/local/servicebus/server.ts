@@ -1,7 +1,8 @@
-import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { AddressInfo, Server } from 'node:net';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import * as rhea from 'rhea';
 import type { Logger } from '../../common/log';
+import { sasTokenProblem } from './sas';
 import { LockLostError, Namespace, type AmqpMessage, type Consumer, type MessageStore, type SendableEntity, type StoredMessage } from './entities';
 
 /**
@@ -46,7 +47,6 @@ interface DeliveryRef {
 
 export interface EmulatorServerOptions {
   host: string;
-  port: number;
   keyName: string;
   key: string;
   log?: Logger;
@@ -57,9 +57,7 @@ export class EmulatorServer {
   private readonly connections = new WeakMap<rhea.Connection, ConnectionState>();
   private readonly deliveries = new WeakMap<rhea.Delivery, DeliveryRef>();
   private readonly consumerOf = new WeakMap<rhea.Sender, { store: MessageStore; consumer: Consumer }>();
-  private listener?: Server;
   private readonly open = new Set<rhea.Connection>();
-  host = '';
 
   constructor(readonly ns: Namespace, private readonly options: EmulatorServerOptions) {
     const sasl = (this.container as unknown as { sasl_server_mechanisms: { enable_anonymous(): void; enable_plain(cb: () => boolean): void } }).sasl_server_mechanisms;
@@ -83,14 +81,9 @@ export class EmulatorServer {
     this.container.on('error', (e) => this.options.log?.warn(`servicebus emulator: ${(e as Error).message}`));
   }
 
-  async listen(): Promise<number> {
-    this.listener = this.container.listen({ host: this.options.host, port: this.options.port }) as unknown as Server;
-    await new Promise<void>((resolve, reject) => {
-      this.listener!.once('listening', resolve);
-      this.listener!.once('error', reject);
-    });
-    this.host = this.options.host;
-    return (this.listener.address() as AddressInfo).port;
+  /** Serves AMQP on a socket the shared listener has recognised by its protocol header. */
+  accept(socket: Socket): void {
+    (this.container.create_connection({} as rhea.ConnectionOptions) as unknown as { accept(s: Socket): void }).accept(socket);
   }
 
   async close(): Promise<void> {
@@ -103,7 +96,6 @@ export class EmulatorServer {
     }
     for (const c of this.open) (c as unknown as { socket?: { destroy(): void } }).socket?.destroy();
     this.open.clear();
-    if (this.listener) await new Promise<void>((resolve) => this.listener!.close(() => resolve()));
   }
 
   private guard(fn: () => void): void {
@@ -161,6 +153,8 @@ export class EmulatorServer {
     let unprocessed = 0;
     let resetScheduled = false;
     const consumer: Consumer = {
+      // The entity was deleted: Azure detaches its receivers with amqp:not-found.
+      gone: () => refuse(sender, 'amqp:not-found', this.notFound(address)),
       credit: () => (sender.is_open() ? Math.max(0, link.credit - unprocessed) : 0),
       deliver: (entry, from) => {
         unprocessed++;
@@ -210,7 +204,7 @@ export class EmulatorServer {
   }
 
   private notFound(address: string): string {
-    return `The messaging entity 'sb://${this.host}/${address}' could not be found. To know more visit https://aka.ms/sbResourceMgrExceptions.`;
+    return `The messaging entity 'sb://${this.options.host}/${address}' could not be found. To know more visit https://aka.ms/sbResourceMgrExceptions.`;
   }
 
   // ---- incoming messages ----
@@ -265,27 +259,10 @@ export class EmulatorServer {
     const props = request.application_properties ?? {};
     if (props.operation !== 'put-token') return { status: 400, description: `unsupported $cbs operation ${String(props.operation)}` };
     const token = typeof request.body === 'string' ? request.body : '';
-    const problem = this.checkSasToken(token);
-    if (problem) return { status: 401, description: `InvalidSignature: ${problem}` };
+    const problem = sasTokenProblem(token, this.options);
+    if (problem) return { status: 401, description: problem };
     this.state(connection).authorized = true;
     return { status: 202, description: 'Accepted' };
-  }
-
-  private checkSasToken(token: string): string | undefined {
-    if (!token.startsWith('SharedAccessSignature ')) return 'The token is not a SharedAccessSignature.';
-    const fields = new URLSearchParams(token.slice('SharedAccessSignature '.length));
-    const sr = fields.get('sr');
-    const sig = fields.get('sig');
-    const se = fields.get('se');
-    const skn = fields.get('skn');
-    if (!sr || !sig || !se || !skn) return 'The token is missing sr, sig, se or skn.';
-    if (skn !== this.options.keyName) return `The key name '${skn}' is not known to this namespace.`;
-    if (Number(se) * 1000 < Date.now()) return 'The token has expired.';
-    const expected = createHmac('sha256', this.options.key).update(`${encodeURIComponent(sr)}\n${se}`).digest('base64');
-    const a = Buffer.from(expected);
-    const b = Buffer.from(sig);
-    if (a.length !== b.length || !timingSafeEqual(a, b)) return 'The token has an invalid signature.';
-    return undefined;
   }
 
   // ---- $management ----

@@ -22,16 +22,17 @@ type Node =
   | { t: 'exists'; p: Node };
 
 export class SqlFilterError extends Error {
-  constructor(expression: string, reason: string) {
-    super(`SQL filter "${expression}": ${reason}`);
+  constructor(expression: string, reason: string, what = 'SQL filter') {
+    super(`${what} "${expression}": ${reason}`);
     this.name = 'SqlFilterError';
   }
 }
 
-const TOKEN = /\s*(?:(\d+(?:\.\d+)?)|'((?:[^']|'')*)'|(<>|!=|<=|>=|=|<|>|\(|\)|,)|(\[[^\]]+\]|[A-Za-z_][A-Za-z0-9_.]*))/y;
+const TOKEN = /\s*(?:(\d+(?:\.\d+)?)|'((?:[^']|'')*)'|(<>|!=|<=|>=|=|<|>|\(|\)|,|;)|(\[[^\]]+\]|[A-Za-z_][A-Za-z0-9_.]*))/y;
+type Token = { k: 'num' | 'str' | 'op' | 'id'; v: string };
 
-export function compileSqlFilter(expression: string): (input: FilterInput) => boolean {
-  const tokens: Array<{ k: 'num' | 'str' | 'op' | 'id'; v: string }> = [];
+function tokenize(expression: string): Token[] {
+  const tokens: Token[] = [];
   TOKEN.lastIndex = 0;
   while (TOKEN.lastIndex < expression.length) {
     if (/^\s*$/.test(expression.slice(TOKEN.lastIndex))) break;
@@ -42,6 +43,58 @@ export function compileSqlFilter(expression: string): (input: FilterInput) => bo
     else if (m[3] !== undefined) tokens.push({ k: 'op', v: m[3] });
     else tokens.push({ k: 'id', v: m[4] });
   }
+  return tokens;
+}
+
+/** `sys.Label`, `user.region`, `[odd name]` or `region` → where the property lives and its name. */
+function propertyName(token: string): { scope: 'user' | 'sys'; name: string } {
+  const name = token.startsWith('[') ? token.slice(1, -1) : token;
+  const dot = name.indexOf('.');
+  const scope = dot > 0 ? name.slice(0, dot).toLowerCase() : '';
+  if (scope === 'sys' || scope === 'user') return { scope, name: name.slice(dot + 1) };
+  return { scope: 'user', name };
+}
+
+export interface SqlAssignment {
+  op: 'set' | 'remove';
+  scope: 'user' | 'sys';
+  name: string;
+  value?: Value;
+}
+
+/**
+ * The simple form of a SQL rule action: `SET name = literal` and `REMOVE name` statements,
+ * separated by `;` (a literal: number, 'string', TRUE, FALSE, NULL). Expressions on the right-hand
+ * side are not supported and say so.
+ */
+export function compileSqlAction(expression: string): SqlAssignment[] {
+  const tokens = tokenize(expression);
+  const out: SqlAssignment[] = [];
+  const fail = (reason: string) => new SqlFilterError(expression, `${reason} (the emulator supports SET name = literal and REMOVE name, separated by ;)`, 'SQL rule action');
+  let i = 0;
+  while (i < tokens.length) {
+    const verb = tokens[i++];
+    const target = tokens[i++];
+    if (verb?.k !== 'id' || target?.k !== 'id') throw fail(`expected SET or REMOVE and a property name at token ${i - 1}`);
+    const where = propertyName(target.v);
+    if (verb.v.toUpperCase() === 'REMOVE') out.push({ op: 'remove', ...where });
+    else if (verb.v.toUpperCase() === 'SET') {
+      if (tokens[i]?.v !== '=') throw fail(`expected "=" after SET ${target.v}`);
+      const lit = tokens[i + 1];
+      i += 2;
+      const upper = lit?.k === 'id' ? lit.v.toUpperCase() : '';
+      const value = lit?.k === 'num' ? Number(lit.v) : lit?.k === 'str' ? lit.v : upper === 'TRUE' ? true : upper === 'FALSE' ? false : upper === 'NULL' ? null : undefined;
+      if (value === undefined) throw fail(`SET ${target.v} needs a literal value`);
+      out.push({ op: 'set', ...where, value });
+    } else throw fail(`unknown statement "${verb.v}"`);
+    if (i < tokens.length && tokens[i++].v !== ';') throw fail(`expected ";" after the statement on ${target.v}`);
+  }
+  if (!out.length) throw fail('no statements');
+  return out;
+}
+
+export function compileSqlFilter(expression: string): (input: FilterInput) => boolean {
+  const tokens = tokenize(expression);
   let i = 0;
   const peekKw = (kw: string) => tokens[i]?.k === 'id' && tokens[i].v.toUpperCase() === kw;
   const takeKw = (kw: string) => (peekKw(kw) ? (i++, true) : false);
@@ -65,12 +118,7 @@ export function compileSqlFilter(expression: string): (input: FilterInput) => bo
       if (upper === 'TRUE') return { t: 'lit', v: true };
       if (upper === 'FALSE') return { t: 'lit', v: false };
       if (upper === 'NULL') return { t: 'lit', v: null };
-      const name = tok.v.startsWith('[') ? tok.v.slice(1, -1) : tok.v;
-      const dot = name.indexOf('.');
-      const scope = dot > 0 ? name.slice(0, dot).toLowerCase() : '';
-      if (scope === 'sys') return { t: 'prop', scope: 'sys', name: name.slice(dot + 1) };
-      if (scope === 'user') return { t: 'prop', scope: 'user', name: name.slice(dot + 1) };
-      return { t: 'prop', scope: 'user', name };
+      return { t: 'prop', ...propertyName(tok.v) };
     }
     throw new SqlFilterError(expression, `unexpected "${tok.v}"`);
   };

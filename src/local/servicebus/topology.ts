@@ -66,13 +66,13 @@ export const RuleSchema = z.object({
 });
 export type RuleConfig = z.infer<typeof RuleSchema>;
 
-const SubscriptionSchema = z.object({ Name: z.string().min(1), Properties: EntityProperties.default({}), Rules: z.array(RuleSchema).default([]) });
-const TopicSchema = z.object({
+export const SubscriptionSchema = z.object({ Name: z.string().min(1), Properties: EntityProperties.default({}), Rules: z.array(RuleSchema).default([]) });
+export const TopicSchema = z.object({
   Name: z.string().min(1),
   Properties: EntityProperties.default({}),
   Subscriptions: z.array(SubscriptionSchema).default([]),
 });
-const QueueSchema = z.object({ Name: z.string().min(1), Properties: EntityProperties.default({}) });
+export const QueueSchema = z.object({ Name: z.string().min(1), Properties: EntityProperties.default({}) });
 
 export const TopologySchema = z.object({
   UserConfig: z.object({
@@ -89,11 +89,14 @@ export const defaultTopologyPath = join(__dirname, '..', '..', '..', 'config', '
 
 export function parseTopology(json: unknown, source = 'topology'): Topology {
   const parsed = TopologySchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${source}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
+  if (!parsed.success) throw new Error(`${source}: ${firstIssue(parsed.error)}`);
   return parsed.data;
+}
+
+/** `Path.To.Field: what is wrong`, for the first problem zod found. */
+export function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return `${issue.path.join('.') || '(root)'}: ${issue.message}`;
 }
 
 export function loadTopologyFile(path: string): Topology {
