@@ -4,3 +4,4 @@ import './status';
 import './replicate';
 import './webhooks';
 import './deliver';
+import './replications';

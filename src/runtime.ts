@@ -1,10 +1,14 @@
-import { ServiceBusClient, type ServiceBusSender } from '@azure/service-bus';
+import { ServiceBusClient, type ServiceBusAdministrationClient, type ServiceBusSender } from '@azure/service-bus';
+import { createAdministrationClient } from './bus/admin';
 import { DefaultAzureCredential } from '@azure/identity';
 import type { Logger } from './common/log';
 import { loadSettings, type Settings } from './config/settings';
 import type { PushDeps } from './replication/push';
 import type { ReplicateDeps } from './replication/replicate';
-import { regionStorageFrom, type RegionStorage } from './storage/region-storage';
+import { recordReplicaFailure, recordReplicaProgress } from './replicas/progress';
+import { ReplicaRegistry } from './replicas/registry';
+import type { ReplicaAdminDeps } from './replicas/admin-api';
+import type { RegionStorage } from './storage/region-storage';
 import { StateStore } from './storage/state-store';
 import type { WebhookAdminDeps } from './webhooks/admin-api';
 import type { DeliverDeps } from './webhooks/deliver';
@@ -17,42 +21,49 @@ import { enqueueWebhookDeliveries } from './webhooks/enqueue';
 export interface Runtime {
   settings: Settings;
   home: RegionStorage;
+  /** The regions of GEOREG_REGIONS; `registry` also knows the ones created at run time. */
   regions: Map<string, RegionStorage>;
-  replicas: Map<string, RegionStorage>;
+  registry: ReplicaRegistry;
   state: StateStore;
   bus: ServiceBusClient;
   replicationSender: ServiceBusSender;
   /** Queue `webhook-deliveries`: the replicate step enqueues deliveries, the deliver step schedules retries. */
   webhookSender: ServiceBusSender;
+  /** Service Bus administration (subscriptions per region, queue counts), made on first use. */
+  busAdmin(): ServiceBusAdministrationClient;
   close(): Promise<void>;
 }
 
 export async function createRuntime(settings: Settings = loadSettings()): Promise<Runtime> {
-  const regions = new Map<string, RegionStorage>();
-  for (const r of settings.regions) {
-    regions.set(
-      r.name,
-      regionStorageFrom({ region: r.name, connectionString: r.connectionString, accountUrl: r.accountUrl, container: settings.registry.container, root: settings.registry.root }),
-    );
-  }
-  const home = regions.get(settings.homeRegion.name)!;
-  const replicas = new Map([...regions].filter(([name]) => name !== settings.homeRegion.name));
   const state = StateStore.forAccount({ connectionString: settings.homeRegion.connectionString, accountUrl: settings.homeRegion.accountUrl, container: settings.stateContainer });
   await state.ensureContainer();
+  const registry = new ReplicaRegistry(settings, state);
+  const regions = new Map<string, RegionStorage>();
+  for (const r of settings.regions) {
+    regions.set(r.name, registry.storageOf({ name: r.name, storage: r.connectionString ? { connectionString: r.connectionString } : { accountUrl: r.accountUrl } }));
+  }
+  const home = regions.get(settings.homeRegion.name)!;
   const bus = settings.serviceBus.connectionString
     ? new ServiceBusClient(settings.serviceBus.connectionString)
     : new ServiceBusClient(settings.serviceBus.fullyQualifiedNamespace!, new DefaultAzureCredential());
   const replicationSender = bus.createSender(settings.serviceBus.replicationTopic);
   const webhookSender = bus.createSender(settings.serviceBus.webhookQueue);
+  let admin: ServiceBusAdministrationClient | undefined;
   return {
     settings,
     home,
     regions,
-    replicas,
+    registry,
     state,
     bus,
     replicationSender,
     webhookSender,
+    busAdmin() {
+      admin ??= settings.serviceBus.connectionString
+        ? createAdministrationClient(settings.serviceBus.connectionString)
+        : createAdministrationClient({ fullyQualifiedNamespace: settings.serviceBus.fullyQualifiedNamespace!, credential: new DefaultAzureCredential() });
+      return admin!;
+    },
     async close() {
       await replicationSender.close();
       await webhookSender.close();
@@ -73,19 +84,21 @@ export function runtime(): Promise<Runtime> {
 }
 
 export function pushDeps(rt: Runtime, log: Logger): PushDeps {
-  return { settings: rt.settings, home: rt.home, replicas: rt.replicas, state: rt.state, replicationSender: rt.replicationSender, log };
+  return { settings: rt.settings, home: rt.home, replicas: () => rt.registry.receivingReplicas(), state: rt.state, replicationSender: rt.replicationSender, log };
 }
 
 export function replicateDeps(rt: Runtime, log: Logger): ReplicateDeps {
   return {
     settings: rt.settings,
     home: rt.home,
-    regions: rt.regions,
+    regionStorage: (region) => rt.registry.storageFor(region),
     state: rt.state,
     log,
-    afterCommit: async (job, status) => {
+    afterCommit: async (job, status, alreadyComplete) => {
+      await recordReplicaProgress(job, status, alreadyComplete, { registry: rt.registry, state: rt.state, log });
       await enqueueWebhookDeliveries(job, status, { state: rt.state, webhookSender: rt.webhookSender, log });
     },
+    afterFailure: (job, reason, description) => recordReplicaFailure(job, reason, description, { registry: rt.registry, state: rt.state, log }),
   };
 }
 
@@ -94,5 +107,19 @@ export function webhookDeliverDeps(rt: Runtime, log: Logger): DeliverDeps {
 }
 
 export function webhookAdminDeps(rt: Runtime, log: Logger): WebhookAdminDeps {
-  return { settings: rt.settings, state: rt.state, webhookSender: rt.webhookSender, log };
+  return { settings: rt.settings, state: rt.state, webhookSender: rt.webhookSender, replicaNames: async () => (await rt.registry.list()).filter((r) => !r.home).map((r) => r.name), log };
+}
+
+export function replicaAdminDeps(rt: Runtime, log: Logger, onRegionsChanged?: () => Promise<void>): ReplicaAdminDeps {
+  return {
+    settings: rt.settings,
+    registry: rt.registry,
+    home: rt.home,
+    state: rt.state,
+    replicationSender: rt.replicationSender,
+    bus: rt.bus,
+    busAdmin: () => rt.busAdmin(),
+    log,
+    onRegionsChanged,
+  };
 }

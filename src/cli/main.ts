@@ -3,6 +3,7 @@ import { SettingsError } from '../config/settings';
 import { pushCommand } from './push-command';
 import { statusCommand } from './status-command';
 import { parseGenerateSpec } from './target';
+import { registerReplicationCommands } from './replication-command';
 import { registerWebhookCommands } from './webhook-command';
 
 const program = new Command('georeg')
@@ -39,6 +40,7 @@ program
   .action(statusCommand);
 
 registerWebhookCommands(program);
+registerReplicationCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(e instanceof SettingsError ? e.message : `georeg: ${e.message}`);

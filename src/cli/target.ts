@@ -32,6 +32,29 @@ export function resolveTarget(flags: { url?: string }): CliTarget {
   );
 }
 
+/**
+ * A call to an admin API (`/api/webhooks`, `/api/replications`, ...): the function key (`--key`,
+ * Azure) and GEOREG_ADMIN_SECRET (from the settings or the local stack) are sent when known.
+ * A non-2xx answer throws with the API's own error message.
+ */
+export async function adminCall(flags: { url?: string; key?: string }, method: string, path: string, body?: unknown): Promise<any> {
+  const { apiUrl, settings } = resolveTarget(flags);
+  const url = `${apiUrl}${path}`;
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (flags.key) headers['x-functions-key'] = flags.key;
+  if (settings.adminSecret) headers.authorization = `Bearer ${settings.adminSecret}`;
+  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok) throw new Error(`${method} ${url} answered ${res.status}: ${json?.error ?? text.slice(0, 300)}`);
+  return json;
+}
+
 /** `repo:tag` or `repo@sha256:...` */
 export function parseReference(ref: string): { repository: string; tag?: string; digest?: string } {
   const at = ref.indexOf('@');

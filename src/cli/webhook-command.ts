@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { DeliveryAttempt } from '../webhooks/store';
 import type { WebhookView } from '../webhooks/definition';
-import { resolveTarget } from './target';
+import { adminCall } from './target';
 
 /**
  * `georeg webhook create|list|show|update|delete|ping|list-events`, as `az acr webhook` has them,
@@ -107,23 +107,8 @@ export function registerWebhookCommands(program: Command): void {
   );
 }
 
-async function call(flags: CommonFlags, method: string, path: string, body?: unknown): Promise<any> {
-  const { apiUrl } = resolveTarget(flags);
-  const url = `${apiUrl}/webhooks${path}`;
-  const res = await fetch(url, {
-    method,
-    headers: { 'Content-Type': 'application/json', ...(flags.key ? { 'x-functions-key': flags.key } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(dropUndefined(body as Record<string, unknown>)),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  if (!res.ok) throw new Error(`${method} ${url} answered ${res.status}: ${json?.error ?? text.slice(0, 300)}`);
-  return json;
+function call(flags: CommonFlags, method: string, path: string, body?: unknown): Promise<any> {
+  return adminCall(flags, method, `/webhooks${path}`, body === undefined ? undefined : dropUndefined(body as Record<string, unknown>));
 }
 
 function printWebhooks(webhooks: WebhookView[], flags: CommonFlags): void {

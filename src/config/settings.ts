@@ -18,7 +18,7 @@ const intString = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().min(min).max(max));
 
-const RegionName = z
+export const RegionName = z
   .string()
   .regex(/^[a-z][a-z0-9]{1,49}$/, 'a region name is 2-50 lowercase letters and digits, starting with a letter (e.g. eastus)');
 
@@ -56,6 +56,7 @@ const RawSettings = z.object({
   GEOREG_REPLICATION_TOPIC: z.string().min(1).default('replication'),
   GEOREG_WEBHOOK_QUEUE: z.string().min(1).default('webhook-deliveries'),
   GEOREG_PUSH_SECRET: z.string().min(16, 'use at least 16 characters'),
+  GEOREG_ADMIN_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   GEOREG_VERIFY_DIGESTS: boolString.default('true'),
   GEOREG_COPY_CONCURRENCY: intString(1, 64).default('8'),
   GEOREG_MAX_INLINE_PLAN_BYTES: intString(1024, 1024 * 1024).default(String(192 * 1024)),
@@ -74,6 +75,8 @@ export interface Settings {
   stateContainer: string;
   serviceBus: { connectionString?: string; fullyQualifiedNamespace?: string; replicationTopic: string; webhookQueue: string };
   pushSecret: string;
+  /** Asked of every admin API call when set (the local host has no function keys). */
+  adminSecret?: string;
   verifyDigests: boolean;
   copyConcurrency: number;
   maxInlinePlanBytes: number;
@@ -127,6 +130,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       webhookQueue: s.GEOREG_WEBHOOK_QUEUE,
     },
     pushSecret: s.GEOREG_PUSH_SECRET,
+    adminSecret: s.GEOREG_ADMIN_SECRET,
     verifyDigests: s.GEOREG_VERIFY_DIGESTS,
     copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
     maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,

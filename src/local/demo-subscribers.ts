@@ -57,7 +57,7 @@ export async function startDemoSubscribers(stack: Stack, print: (line: string) =
     const name = `demo${region}`.slice(0, 50);
     const res = await fetch(`${apiUrl}/webhooks`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: { 'Content-Type': 'application/json', ...stack.adminHeaders },
       body: JSON.stringify({ name, region, serviceUri: url, actions: ['push', 'delete'], scope: '', secret }),
     });
     if (res.status !== 201) throw new Error(`registering the demo webhook for ${region} failed: ${res.status} ${await res.text()}`);

@@ -5,7 +5,9 @@ import type { Logger } from '../common/log';
 import { handlePushNotification, type HttpOutput } from '../replication/push';
 import { handleReplicationJob, type JobOutcome } from '../replication/replicate';
 import { handleStatusRequest } from '../replication/status-api';
-import { pushDeps, replicateDeps, webhookAdminDeps, webhookDeliverDeps, type Runtime } from '../runtime';
+import { adminDenied } from '../common/http';
+import { handleReplicaAdmin, handleRouteRequest } from '../replicas/admin-api';
+import { pushDeps, replicaAdminDeps, replicateDeps, webhookAdminDeps, webhookDeliverDeps, type Runtime } from '../runtime';
 import { handleWebhookAdmin } from '../webhooks/admin-api';
 import { handleWebhookDelivery, type DeliveryOutcome } from '../webhooks/deliver';
 
@@ -25,19 +27,24 @@ export interface LocalHostOptions {
   port?: number;
   host?: string;
   log: Logger;
-  /** Regions whose replicate trigger runs here (all replicas by default; in Azure one per app). */
+  /** Regions whose replicate trigger runs here (by default every replica, following the ones created and deleted; in Azure one per app). */
   regions?: string[];
+  /** How often the replica list is re-read for regions created or deleted elsewhere (default 5 s). */
+  regionPollMs?: number;
   /** Called after each replication job is settled (progress display, tests). */
   onJob?: (region: string, outcome: JobOutcome | { outcome: 'abandoned'; error: string }, message: ServiceBusReceivedMessage) => void;
   maxConcurrentCalls?: number;
+  /** Awaited before each replication job is handled (tests hold a region's jobs with it). */
+  beforeJob?: (region: string, message: ServiceBusReceivedMessage) => Promise<void>;
   /** Called after each webhook delivery message is settled (tests). */
   onDelivery?: (outcome: DeliveryOutcome | { outcome: 'abandoned'; error: string }, message: ServiceBusReceivedMessage) => void;
 }
 
 export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Promise<LocalHost> {
   const { log } = options;
+  let regionsChanged = async () => {};
   const server = createServer((req, res) => {
-    route(req, res, rt, log).catch((e) => {
+    route(req, res, rt, log, () => regionsChanged()).catch((e) => {
       log.error(`${req.method} ${req.url}: ${(e as Error).stack ?? e}`);
       send(res, { status: 500, jsonBody: { error: (e as Error).message } });
     });
@@ -48,13 +55,17 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
   });
   const port = (server.address() as AddressInfo).port;
 
-  const receivers: ServiceBusReceiver[] = [];
-  for (const region of options.regions ?? [...rt.replicas.keys()]) {
+  // One replicate receiver per replica region, as one Function App per region has in Azure. Regions
+  // are created and deleted at run time: reconcile() starts and stops receivers to match, after
+  // each replica admin call here and every few seconds for changes made through another host.
+  const replicators = new Map<string, ServiceBusReceiver>();
+  const startReplicator = (region: string) => {
     const receiver = rt.bus.createReceiver(rt.settings.serviceBus.replicationTopic, region, { receiveMode: 'peekLock' });
-    receivers.push(receiver);
+    replicators.set(region, receiver);
     receiver.subscribe(
       {
         processMessage: async (message) => {
+          await options.beforeJob?.(region, message);
           let outcome: JobOutcome;
           try {
             outcome = await handleReplicationJob(message.body, replicateDeps(rt, log));
@@ -77,8 +88,26 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       },
       { autoCompleteMessages: false, maxConcurrentCalls: options.maxConcurrentCalls ?? 4 },
     );
-  }
+  };
+  let reconciling = Promise.resolve();
+  const reconcile = () =>
+    (reconciling = reconciling.then(async () => {
+      const wanted = new Set(options.regions ?? (await rt.registry.list()).filter((r) => !r.home).map((r) => r.name));
+      for (const region of wanted) if (!replicators.has(region)) startReplicator(region);
+      for (const [region, receiver] of replicators) {
+        if (wanted.has(region)) continue;
+        replicators.delete(region);
+        await receiver.close();
+      }
+    }));
+  await reconcile();
+  const poll = options.regions
+    ? undefined
+    : setInterval(() => reconcile().catch((e) => log.warn(`local host: cannot list replica regions: ${(e as Error).message}`)), options.regionPollMs ?? 5000);
+  poll?.unref();
+  regionsChanged = reconcile;
 
+  const receivers: ServiceBusReceiver[] = [];
   // The deliver trigger: a 'rescheduled' outcome means the handler already scheduled the next
   // attempt as a new message, so this one completes.
   const deliveries = rt.bus.createReceiver(rt.settings.serviceBus.webhookQueue, { receiveMode: 'peekLock' });
@@ -113,19 +142,20 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     url: `http://127.0.0.1:${port}`,
     port,
     async close() {
-      await Promise.all(receivers.map((r) => r.close()));
+      if (poll) clearInterval(poll);
+      await reconciling;
+      await Promise.all([...receivers, ...replicators.values()].map((r) => r.close()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
     },
   };
 }
 
-async function route(req: IncomingMessage, res: ServerResponse, rt: Runtime, log: Logger): Promise<void> {
+async function route(req: IncomingMessage, res: ServerResponse, rt: Runtime, log: Logger, regionsChanged: () => Promise<void>): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname.replace(/\/+$/, '');
   if (req.method === 'POST' && path === '/api/push') {
-    const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(', ') : v]));
-    return send(res, await handlePushNotification({ headers, body: await readBody(req) }, pushDeps(rt, log)));
+    return send(res, await handlePushNotification({ headers: headersOf(req), body: await readBody(req) }, pushDeps(rt, log)));
   }
   const status = /^\/api\/pushes(?:\/([^/]+))?$/.exec(path);
   if (req.method === 'GET' && status) {
@@ -136,9 +166,23 @@ async function route(req: IncomingMessage, res: ServerResponse, rt: Runtime, log
   if (webhooks) {
     const [name, op] = [webhooks[1], webhooks[2]].map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
     const query = Object.fromEntries(url.searchParams);
-    return send(res, await handleWebhookAdmin({ method: req.method ?? 'GET', name, op, query, body: await readBody(req) }, webhookAdminDeps(rt, log)));
+    return send(res, await handleWebhookAdmin({ method: req.method ?? 'GET', name, op, query, body: await readBody(req), headers: headersOf(req) }, webhookAdminDeps(rt, log)));
+  }
+  const replications = /^\/api\/replications(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(path);
+  if (replications) {
+    const [name, op] = [replications[1], replications[2]].map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
+    const query = Object.fromEntries(url.searchParams);
+    return send(res, await handleReplicaAdmin({ method: req.method ?? 'GET', name, op, query, body: await readBody(req), headers: headersOf(req) }, replicaAdminDeps(rt, log, regionsChanged)));
+  }
+  if (req.method === 'GET' && path === '/api/regions/route') {
+    const denied = adminDenied(headersOf(req), rt.settings.adminSecret);
+    return send(res, denied ?? (await handleRouteRequest(Object.fromEntries(url.searchParams), replicaAdminDeps(rt, log))));
   }
   send(res, { status: 404, jsonBody: { error: `no function serves ${req.method} ${path}` } });
+}
+
+function headersOf(req: IncomingMessage): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(', ') : v]));
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

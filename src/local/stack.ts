@@ -18,6 +18,8 @@ export const DEFAULT_REPLICAS = ['eastus', 'canadacentral', 'westeurope'];
 export interface StackOptions {
   home?: string;
   replicas?: string[];
+  /** More Azurite accounts, not in GEOREG_REGIONS: storage for regions added with `replication create`. */
+  spareAccounts?: string[];
   /** Port of the push endpoint: 7071 like `func start`; 0 for any free port (tests). */
   httpPort?: number;
   log: Logger;
@@ -32,6 +34,8 @@ export interface Stack {
   host: LocalHost;
   env: Record<string, string>;
   pushUrl: string;
+  /** What the admin APIs ask of a caller here (GEOREG_ADMIN_SECRET as a Bearer token). */
+  adminHeaders: Record<string, string>;
   storageConnectionString(region: string): string;
   serviceBusConnectionString: string;
   close(): Promise<void>;
@@ -41,7 +45,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const home = options.home ?? DEFAULT_HOME;
   const replicas = options.replicas ?? DEFAULT_REPLICAS;
   const regions = [home, ...replicas];
-  const azurite = await startAzurite({ accounts: regions });
+  const azurite = await startAzurite({ accounts: [...regions, ...(options.spareAccounts ?? [])] });
   const topology = replicationTopology(loadTopologyFile(defaultTopologyPath), replicas);
   let bus: Awaited<ReturnType<typeof startServiceBusEmulator>> | undefined;
   let runtime: Runtime | undefined;
@@ -52,6 +56,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       GEOREG_REGIONS: JSON.stringify(regions.map((name) => ({ name, connectionString: azurite.connectionString(name) }))),
       ServiceBusConnection: bus.connectionString,
       GEOREG_PUSH_SECRET: randomBytes(18).toString('base64url'),
+      // The local host has no function keys: the admin APIs ask for this instead (the CLI reads it from .georeg/local-stack.json).
+      GEOREG_ADMIN_SECRET: randomBytes(18).toString('base64url'),
       // The local stack's webhook subscribers listen on 127.0.0.1.
       GEOREG_WEBHOOK_ALLOW_PRIVATE: 'true',
       ...options.settings,
@@ -68,6 +74,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       host,
       env,
       pushUrl: `${host.url}/api/push`,
+      adminHeaders: { Authorization: `Bearer ${settings.adminSecret}` },
       storageConnectionString: (region) => azurite.connectionString(region),
       serviceBusConnectionString: bus.connectionString,
       async close() {

@@ -1,6 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { ServiceBusSender } from '@azure/service-bus';
-import { replicationJobMessage, type DeleteJob, type PushJob, type ReplicationJob, type RequestInfo } from '../bus/messages';
+import { replicationJobMessage, type DeleteJob, type DescriptorRef, type PushJob, type ReplicationJob, type ReplicationPlan, type RequestInfo } from '../bus/messages';
+import { secretMatches, type HttpOutput } from '../common/http';
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
 import { EnvelopeError, parseEnvelope, type ClassifiedEvent, type NotificationEvent } from '../notifications/envelope';
@@ -11,7 +12,7 @@ import { statePaths } from '../storage/paths';
 import { BlobNotFoundError, type RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import { missingBytes, planDescriptors, planRegion, type ImageReferences } from './plan';
-import { newRegionStatus, StatusStore, type PushRecord } from './status';
+import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from './status';
 
 /**
  * The push endpoint: a registry's notification in, one replication job per replica region out.
@@ -21,7 +22,8 @@ import { newRegionStatus, StatusStore, type PushRecord } from './status';
 export interface PushDeps {
   settings: Settings;
   home: RegionStorage;
-  replicas: ReadonlyMap<string, RegionStorage>;
+  /** The replicas a new push goes to, as they are now (regions are added and removed at run time). */
+  replicas: () => Promise<ReadonlyMap<string, RegionStorage>>;
   state: StateStore;
   replicationSender: ServiceBusSender;
   log: Logger;
@@ -33,11 +35,7 @@ export interface HttpInput {
   body: string;
 }
 
-export interface HttpOutput {
-  status: number;
-  jsonBody: unknown;
-  headers?: Record<string, string>;
-}
+export type { HttpOutput } from '../common/http';
 
 export interface AcceptedPush {
   pushId: string;
@@ -68,7 +66,7 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
       if ('status' in result) return result;
       prepared.push(result);
     } else if (event.kind === 'delete') {
-      prepared.push(prepareDelete(event, deps));
+      prepared.push(prepareDelete(event, deps, await deps.replicas()));
     }
   }
 
@@ -106,10 +104,9 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
       jsonBody: { error: `manifest ${digest} of ${repository} is not in the home region's storage (${deps.settings.homeRegion.name}): push it to the registry first, or check GEOREG_REGISTRY_ROOT` },
     } as HttpOutput;
   }
-  let image: ImageReferences;
+  let image: ImageReferences & { root: DescriptorRef };
   try {
-    const graph = await walkReferences(digest, async (d) => ({ bytes: await deps.home.readBlob(d), mediaType: d === digest ? event.mediaType : undefined }));
-    image = { manifests: graph.manifests, blobs: graph.blobs, foreign: graph.foreign };
+    image = await readImage(deps.home, digest, event.mediaType);
   } catch (e) {
     // A manifest that does not parse or does not match its digest is the caller's to fix;
     // anything else (storage unreachable) is ours and propagates as a 500.
@@ -118,36 +115,16 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
     }
     throw e;
   }
-  const root_ = image.manifests[image.manifests.length - 1];
+  const root_ = image.root;
   const pushId = pushIdFor(event.event.id);
-  const all = planDescriptors({ ...image, missing: [] });
-  const digests = all.map((d) => d.digest);
-  const total = { blobs: all.length, bytes: all.reduce((s, d) => s + d.size, 0) };
-
-  const jobs: PushJob[] = [];
-  const statuses = [];
-  const regions: PushRecord['regions'] = [];
-  for (const [region, storage] of deps.replicas) {
-    const plan = planRegion(image, await storage.hasBlobs(digests, deps.settings.copyConcurrency));
-    const jobId = jobIdFor(event.event.id, region);
-    const planned = { blobs: plan.missing.length, bytes: missingBytes(plan) };
-    jobs.push({
-      version: 1,
-      jobId,
-      pushId,
-      eventId: event.event.id,
-      region,
-      repository,
-      createdAt: new Date().toISOString(),
-      request: requestInfo(event.event),
-      action: 'push',
-      tag,
-      manifest: root_,
-      plan: { inline: plan },
-    });
-    statuses.push(newRegionStatus({ pushId, region, jobId, action: 'push', repository, tag, digest, total, planned, foreign: image.foreign }));
-    regions.push({ region, jobId, missingBlobs: planned.blobs, missingBytes: planned.bytes });
-  }
+  const planned = await Promise.all(
+    [...(await deps.replicas())].map(([region, storage]) =>
+      planPushJob({ image, storage, pushId, eventId: event.event.id, region, repository, tag, request: requestInfo(event.event), concurrency: deps.settings.copyConcurrency }),
+    ),
+  );
+  const jobs = planned.map((p) => p.job);
+  const statuses = planned.map((p) => p.status);
+  const regions = planned.map((p) => p.summary);
   const record: PushRecord = {
     pushId,
     eventId: event.event.id,
@@ -164,13 +141,58 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
   return { record, jobs, statuses };
 }
 
-function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, deps: PushDeps) {
+/** An image's manifests (children first, the root last), configs and layers, read from home storage. */
+export async function readImage(home: RegionStorage, digest: string, mediaType?: string): Promise<ImageReferences & { root: DescriptorRef }> {
+  const graph = await walkReferences(digest, async (d) => ({ bytes: await home.readBlob(d), mediaType: d === digest ? mediaType : undefined }));
+  return { manifests: graph.manifests, blobs: graph.blobs, foreign: graph.foreign, root: graph.manifests[graph.manifests.length - 1] };
+}
+
+/** One region's job for an image: the layer diff against what the region holds now, and its pending status. */
+export async function planPushJob(input: {
+  image: ImageReferences & { root: DescriptorRef };
+  storage: RegionStorage;
+  pushId: string;
+  eventId: string;
+  region: string;
+  repository: string;
+  tag?: string;
+  request?: RequestInfo;
+  sync?: PushJob['sync'];
+  concurrency: number;
+}): Promise<{ job: PushJob; status: RegionStatus; summary: PushRecord['regions'][number]; plan: ReplicationPlan }> {
+  const { image, pushId, region, repository, tag } = input;
+  const all = planDescriptors({ ...image, missing: [] });
+  const plan = planRegion(image, await input.storage.hasBlobs(all.map((d) => d.digest), input.concurrency));
+  // Equal to jobIdFor(eventId, region) for a notification's push.
+  const jobId = `${pushId}:${region}`;
+  const planned = { blobs: plan.missing.length, bytes: missingBytes(plan) };
+  const total = { blobs: all.length, bytes: all.reduce((s, d) => s + d.size, 0) };
+  const job: PushJob = {
+    version: 1,
+    jobId,
+    pushId,
+    eventId: input.eventId,
+    region,
+    repository,
+    createdAt: new Date().toISOString(),
+    request: input.request,
+    action: 'push',
+    tag,
+    manifest: image.root,
+    plan: { inline: plan },
+    ...(input.sync ? { sync: input.sync } : {}),
+  };
+  const status = newRegionStatus({ pushId, region, jobId, action: 'push', repository, tag, digest: image.root.digest, total, planned, foreign: image.foreign });
+  return { job, status, summary: { region, jobId, missingBlobs: planned.blobs, missingBytes: planned.bytes }, plan };
+}
+
+function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, deps: PushDeps, replicas: ReadonlyMap<string, RegionStorage>) {
   const { repository, digest, tag } = event;
   const pushId = pushIdFor(event.event.id);
   const jobs: DeleteJob[] = [];
   const statuses = [];
   const regions: PushRecord['regions'] = [];
-  for (const region of deps.replicas.keys()) {
+  for (const region of replicas.keys()) {
     const jobId = jobIdFor(event.event.id, region);
     jobs.push({ version: 1, jobId, pushId, eventId: event.event.id, region, repository, createdAt: new Date().toISOString(), request: requestInfo(event.event), action: 'delete', tag, digest, mediaType: event.event.target.mediaType });
     statuses.push(newRegionStatus({ pushId, region, jobId, action: 'delete', repository, tag, digest }));
@@ -180,7 +202,7 @@ function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, deps
   return { record, jobs, statuses };
 }
 
-async function claimCheckIfLarge(job: ReplicationJob, deps: PushDeps): Promise<ReplicationJob> {
+export async function claimCheckIfLarge(job: ReplicationJob, deps: Pick<PushDeps, 'settings' | 'state'>): Promise<ReplicationJob> {
   if (job.action !== 'push' || !('inline' in job.plan)) return job;
   const size = Buffer.byteLength(JSON.stringify(job));
   if (size <= deps.settings.maxInlinePlanBytes) return job;
@@ -205,9 +227,5 @@ export function jobIdFor(eventId: string, region: string): string {
 
 /** Distribution's endpoint `headers` send the value as configured: accept the secret bare or as a Bearer token. */
 function authorized(header: string | undefined, secret: string): boolean {
-  if (!header) return false;
-  const presented = header.startsWith('Bearer ') ? header.slice(7) : header;
-  const a = Buffer.from(presented);
-  const b = Buffer.from(secret);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return secretMatches(header, secret);
 }

@@ -19,11 +19,14 @@ import { newRegionStatus, StatusStore, type RegionStatus } from './status';
 export interface ReplicateDeps {
   settings: Settings;
   home: RegionStorage;
-  regions: ReadonlyMap<string, RegionStorage>;
+  /** The storage of a region (regions are added at run time, so it is looked up per job). */
+  regionStorage: (region: string) => Promise<RegionStorage | undefined>;
   state: StateStore;
   log: Logger;
-  /** Called once the job's changes are committed in the region (webhooks hang here). */
-  afterCommit?: (job: ReplicationJob, status: RegionStatus) => Promise<void>;
+  /** Called once the job's changes are committed in the region (webhooks and replica progress hang here). */
+  afterCommit?: (job: ReplicationJob, status: RegionStatus, alreadyComplete: boolean) => Promise<void>;
+  /** Called when the job cannot succeed, before the host dead-letters it. */
+  afterFailure?: (job: ReplicationJob, reason: string, description: string) => Promise<void>;
 }
 
 export type JobOutcome =
@@ -47,15 +50,17 @@ export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): 
     if (e instanceof MessageSchemaError) return { outcome: 'dead-letter', reason: 'MalformedJob', description: e.message };
     throw e;
   }
-  const target = deps.regions.get(job.region);
+  const target = await deps.regionStorage(job.region);
   if (!target) {
-    return { outcome: 'dead-letter', reason: 'UnknownRegion', description: `job ${job.jobId} is for region "${job.region}", which is not configured in GEOREG_REGIONS here` };
+    const description = `job ${job.jobId} is for region "${job.region}", which is neither in GEOREG_REGIONS nor created with \`georeg replication create\``;
+    await deps.afterFailure?.(job, 'UnknownRegion', description);
+    return { outcome: 'dead-letter', reason: 'UnknownRegion', description };
   }
   const status = new StatusStore(deps.state);
   const existing = await status.region(job.pushId, job.region);
   if (existing?.state === 'complete') {
     deps.log.info(`${job.jobId}: already complete in ${job.region}, nothing to do`);
-    await deps.afterCommit?.(job, existing);
+    await deps.afterCommit?.(job, existing, true);
     return { outcome: 'completed', status: existing, alreadyComplete: true };
   }
   if (!existing) {
@@ -66,16 +71,20 @@ export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): 
   await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? startedAt.toISOString(), error: undefined }));
   try {
     const done = job.action === 'push' ? await replicatePush(job, target, deps, status) : await replicateDelete(job, target, deps, status);
-    await deps.afterCommit?.(job, done);
+    await deps.afterCommit?.(job, done, false);
     return { outcome: 'completed', status: done, alreadyComplete: false };
   } catch (e) {
     const permanent = asPermanent(e, job);
     if (!permanent) throw e;
     await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'failed', error: `${permanent.reason}: ${permanent.message}` }));
     deps.log.error(`${job.jobId}: ${permanent.reason}: ${permanent.message}`);
+    await deps.afterFailure?.(job, permanent.reason, permanent.message);
     return { outcome: 'dead-letter', reason: permanent.reason, description: permanent.message };
   }
 }
+
+/** Copies running in this process, by target container and digest: concurrent jobs share one. */
+const copiesInFlight = new Map<string, Promise<unknown>>();
 
 async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
   const plan = await loadPlan(job, deps);
@@ -95,8 +104,26 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
     lastFlush = Date.now();
     await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, blobs: { ...s.blobs, copied: progress.copied }, bytes: { ...s.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
   };
+  const joined = { blobs: 0, bytes: 0 };
   const copyOne = async (d: DescriptorRef) => {
-    const result = await copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests });
+    const key = `${target.url}\n${d.digest}`;
+    const running = copiesInFlight.get(key);
+    if (running) {
+      // Another job of this worker is copying the same blob (images sharing a base layer, a
+      // back-fill): wait for that copy instead of making a second one, and count it as skipped.
+      await running;
+      joined.blobs += 1;
+      joined.bytes += d.size;
+      return;
+    }
+    const copying = copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests });
+    copiesInFlight.set(key, copying);
+    let result;
+    try {
+      result = await copying;
+    } finally {
+      copiesInFlight.delete(key);
+    }
     progress.copied += 1;
     progress.bytes += result.bytes;
     progress.methods[result.method] = (progress.methods[result.method] ?? 0) + 1;
@@ -109,8 +136,8 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   await commitLinks(job, plan, target);
 
   const completedAt = new Date();
-  const skipped = all.length - toCopy.length;
-  const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0);
+  const skipped = all.length - toCopy.length + joined.blobs;
+  const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
   const done = await status.updateRegion(job.pushId, job.region, (s) => ({
     ...s,
     state: 'complete',

@@ -56,12 +56,13 @@ export class StatusStore {
   constructor(private readonly state: StateStore) {}
 
   /** Records a push once; a duplicate notification finds the first record and gets it back. */
-  async recordPush(push: PushRecord, regions: RegionStatus[]): Promise<{ push: PushRecord; duplicate: boolean }> {
+  async recordPush(push: PushRecord, regions: RegionStatus[], options: { latestForTag?: boolean } = {}): Promise<{ push: PushRecord; duplicate: boolean }> {
     const existing = await this.state.get(statePaths.push(push.pushId), PushRecord);
     if (existing) return { push: existing.value, duplicate: true };
     for (const r of regions) await this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r);
     const created = await this.createIfAbsent(statePaths.push(push.pushId), push);
-    if (push.tag) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
+    // A replica's back-fill job is not the tag's latest push: `status repo:tag` keeps showing every region.
+    if (push.tag && options.latestForTag !== false) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
     return { push: created ?? push, duplicate: Boolean(created) };
   }
 

@@ -22,6 +22,8 @@ import { parseDigest } from '../oci/digest';
  *   pushes/<pushId>/regions/<region>.json     the region's status for that push
  *   plans/<pushId>/<region>.json              a plan too large for one message (claim check)
  *   tags/<repository>/<tag>.json              latest push id for repository:tag (status lookup)
+ *   replicas/<region>.json                    a replica's definition, status and back-fill/resync progress
+ *   replica-last-synced/<region>.json         the last push completed in that region
  *   webhooks/<name>.json                      a webhook's definition (with its signing secret)
  *   webhook-deliveries/<name>/<deliveryId>.json   one event's delivery to that webhook: state, attempts
  *   webhook-events/<name>/<newest-first key>.json one delivery attempt (list-events reads these in name order)
@@ -42,6 +44,11 @@ export class RegistryLayout {
 
   repository(name: string): string {
     return `${this.root}/repositories/${checkRepository(name)}`;
+  }
+
+  /** Prefix of everything the registry keeps in a region (`replication delete --purge` removes it). */
+  everythingPrefix(): string {
+    return `${this.root}/`;
   }
 
   /** Prefix under which every repository lives (for enumeration). */
@@ -119,6 +126,10 @@ export const statePaths = {
   regionStatusPrefix: (pushId: string) => `pushes/${safe(pushId)}/regions/`,
   plan: (pushId: string, region: string) => `plans/${safe(pushId)}/${safe(region)}.json`,
   latestPushForTag: (repository: string, tag: string) => `tags/${checkRepository(repository)}/${checkTag(tag)}.json`,
+  replicasPrefix: () => 'replicas/',
+  replica: (region: string) => `replicas/${safe(region)}.json`,
+  /** The last push completed in the region (written by each job, last writer wins). */
+  replicaLastSynced: (region: string) => `replica-last-synced/${safe(region)}.json`,
   webhooksPrefix: () => 'webhooks/',
   webhook: (name: string) => `webhooks/${safe(name)}.json`,
   webhookDeliveriesPrefix: (name: string) => `webhook-deliveries/${safe(name)}/`,

@@ -10,6 +10,14 @@ import { blobServiceClient, codeOf, isNotFound, RegionStorageError, statusOf } f
  * the loser re-reads and re-applies its change.
  */
 
+/** The state container (home account) could not be reached or written: management needs it. */
+export class StateUnavailableError extends RegionStorageError {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause);
+    this.name = 'StateUnavailableError';
+  }
+}
+
 export class StateConflictError extends Error {
   constructor(message: string) {
     super(message);
@@ -61,7 +69,7 @@ export class StateStore {
     try {
       await this.container.createIfNotExists();
     } catch (e) {
-      throw new RegionStorageError(`cannot create or reach the state container "${this.container.containerName}" (${this.container.url}) in the home account`, e);
+      throw new StateUnavailableError(`cannot create or reach the state container "${this.container.containerName}" (${this.container.url}) in the home account`, e);
     }
   }
 
@@ -75,7 +83,7 @@ export class StateStore {
       text = (await readAll(res.readableStreamBody)).toString('utf8');
     } catch (e) {
       if (isNotFound(e)) return undefined;
-      throw new RegionStorageError(`cannot read state document ${name}`, e);
+      throw new StateUnavailableError(`cannot read state document ${name}`, e);
     }
     let json: unknown;
     try {
@@ -94,7 +102,7 @@ export class StateStore {
       return await this.write(name, value, { ifNoneMatch: '*' });
     } catch (e) {
       if (statusOf(e) === 409 || statusOf(e) === 412) throw new StateConflictError(`state document ${name} already exists`);
-      throw new RegionStorageError(`cannot create state document ${name}`, e);
+      throw new StateUnavailableError(`cannot create state document ${name}`, e);
     }
   }
 
@@ -103,7 +111,7 @@ export class StateStore {
     try {
       return await this.write(name, value, {});
     } catch (e) {
-      throw new RegionStorageError(`cannot write state document ${name}`, e);
+      throw new StateUnavailableError(`cannot write state document ${name}`, e);
     }
   }
 
@@ -127,7 +135,7 @@ export class StateStore {
         await this.write(name, next, { ifMatch: current.etag });
         return next;
       } catch (e) {
-        if (statusOf(e) !== 412 && codeOf(e) !== 'ConditionNotMet') throw new RegionStorageError(`cannot update state document ${name}`, e);
+        if (statusOf(e) !== 412 && codeOf(e) !== 'ConditionNotMet') throw new StateUnavailableError(`cannot update state document ${name}`, e);
       }
       // Someone else won the round: back off a little (jittered, growing) and re-read.
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 5 * attempt)));
@@ -141,7 +149,7 @@ export class StateStore {
     try {
       for await (const item of this.container.listBlobsFlat({ prefix })) names.push(item.name);
     } catch (e) {
-      throw new RegionStorageError(`cannot list state documents under ${prefix}`, e);
+      throw new StateUnavailableError(`cannot list state documents under ${prefix}`, e);
     }
     return names.sort();
   }
@@ -151,7 +159,7 @@ export class StateStore {
     try {
       return (await this.container.getBlobClient(name).deleteIfExists()).succeeded;
     } catch (e) {
-      throw new RegionStorageError(`cannot delete state document ${name}`, e);
+      throw new StateUnavailableError(`cannot delete state document ${name}`, e);
     }
   }
 

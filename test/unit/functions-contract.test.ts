@@ -46,8 +46,16 @@ describe('functions/ registrations (the Functions host contract)', () => {
     byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
   });
 
-  it('registers exactly the push, status, replicate, webhooks and deliver functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'replicate', 'webhooks']);
+  it('registers exactly the push, status, replicate, webhooks, deliver, replications and route functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'regionRoute', 'replicate', 'replications', 'webhooks']);
+  });
+
+  it('replications is a function-key admin API on replications/{name?}/{op?}', () => {
+    expect(byName.replications.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'replications/{name?}/{op?}', methods: ['GET', 'POST', 'PATCH', 'DELETE'], authLevel: 'function' });
+  });
+
+  it('the routing lookup is a function-key GET on regions/route', () => {
+    expect(byName.regionRoute.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'regions/route', methods: ['GET'], authLevel: 'function' });
   });
 
   it('webhooks is a function-key admin API on webhooks/{name?}/{op?}', () => {

@@ -57,7 +57,7 @@ async function subscriber(options: Parameters<typeof startSubscriber>[0] = {}): 
 }
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; text: string }> {
-  const res = await fetch(`${stack.host.url}/api/webhooks${path}`, { method, headers: { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(`${stack.host.url}/api/webhooks${path}`, { method, headers: { 'Content-Type': 'application/json', ...stack.adminHeaders }, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   return { status: res.status, body: JSON.parse(text), text };
 }

@@ -1,0 +1,258 @@
+import type { ServiceBusAdministrationClient, ServiceBusClient, ServiceBusSender } from '@azure/service-bus';
+import { z } from 'zod';
+import { deleteRegionSubscription, ensureRegionSubscription, regionQueue, type RegionQueue } from '../bus/subscriptions';
+import { adminDenied, json, notAllowed, parseJsonBody, type AdminRequest, type HttpOutput } from '../common/http';
+import type { Logger } from '../common/log';
+import type { Settings } from '../config/settings';
+import { isRepositoryName, isTag, statePaths } from '../storage/paths';
+import type { RegionStorage } from '../storage/region-storage';
+import { StateUnavailableError, type StateStore } from '../storage/state-store';
+import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord } from './definition';
+import { LastSynced } from './progress';
+import type { Replica, ReplicaRegistry } from './registry';
+import { startSync } from './sync';
+
+/**
+ * Replica management, as `az acr replication` has it:
+ *
+ *   GET    /api/replications                     list
+ *   POST   /api/replications                     create {name, storage, endpointEnabled}: subscription, then back-fill
+ *   GET    /api/replications/{name}              show
+ *   PATCH  /api/replications/{name}              update {endpointEnabled}
+ *   DELETE /api/replications/{name}[?purge=true] delete (data kept unless purge)
+ *   POST   /api/replications/{name}/resync       resync {repository?}: re-diff everything, copy what is missing
+ *   GET    /api/regions/route?repository=&tag=   regions that are enabled and hold the image complete
+ *
+ * Management needs the home region (the records live there), as in ACR: when home storage cannot
+ * be reached, every call answers 503 and changes nothing, while jobs already queued keep running.
+ */
+
+export type ReplicaAdminRequest = AdminRequest;
+
+export interface ReplicaAdminDeps {
+  settings: Settings;
+  registry: ReplicaRegistry;
+  home: RegionStorage;
+  state: StateStore;
+  replicationSender: ServiceBusSender;
+  bus: ServiceBusClient;
+  busAdmin: () => ServiceBusAdministrationClient;
+  log: Logger;
+  /** Told after a region starts or stops receiving jobs (the local host starts or stops its receiver). */
+  onRegionsChanged?: () => Promise<void>;
+}
+
+/** What list and show print: no secret, the queue's figures, the run's progress. */
+export interface ReplicaView {
+  name: string;
+  home: boolean;
+  source: Replica['source'];
+  storage: string;
+  endpointEnabled: boolean;
+  status: Replica['status'];
+  error?: string;
+  lastSyncedPush?: LastSynced;
+  /** Seconds since the oldest job still queued for the region was enqueued (0: nothing waiting). */
+  lagSeconds?: number;
+  pendingJobs?: number;
+  deadLetters?: number;
+  sync?: ReplicaRecord['sync'] extends infer S ? (S extends object ? Omit<S, 'finished'> : never) : never;
+  createdAt?: string;
+  updatedAt?: string;
+}
+
+const ResyncInput = z.object({ repository: z.string().refine(isRepositoryName, 'not a valid repository name').optional() }).strict();
+
+export async function handleReplicaAdmin(req: ReplicaAdminRequest, deps: ReplicaAdminDeps): Promise<HttpOutput> {
+  const denied = adminDenied(req.headers, deps.settings.adminSecret);
+  if (denied) return denied;
+  const method = req.method.toUpperCase();
+  try {
+    if (req.name === undefined) {
+      if (method === 'GET') return json(200, { replications: await Promise.all((await deps.registry.list()).map((r) => view(r, deps))) });
+      if (method === 'POST') return await create(req.body, deps);
+      return notAllowed(method, '/replications', 'GET, POST');
+    }
+    if (req.op === undefined) {
+      if (method === 'GET') {
+        const replica = await deps.registry.get(req.name);
+        return replica ? json(200, { replication: await view(replica, deps) }) : notFound(req.name, deps);
+      }
+      if (method === 'PATCH') return await update(req.name, req.body, deps);
+      if (method === 'DELETE') return await remove(req.name, req.query.purge === 'true', deps);
+      return notAllowed(method, `/replications/${req.name}`, 'GET, PATCH, DELETE');
+    }
+    if (req.op === 'resync') return method === 'POST' ? await resync(req.name, req.body, deps) : notAllowed(method, `/replications/${req.name}/resync`, 'POST');
+    return json(404, { error: `no replication operation "${req.op}": use resync` });
+  } catch (e) {
+    if (e instanceof ReplicaInputError) return json(400, { error: e.message });
+    if (e instanceof StateUnavailableError) return homeUnreachable(e, deps);
+    throw e;
+  }
+}
+
+/** `GET /api/regions/route?repository=&tag=`: where a pull of the image can be served from now. */
+export async function handleRouteRequest(query: Record<string, string | undefined>, deps: Pick<ReplicaAdminDeps, 'registry' | 'settings' | 'log'>): Promise<HttpOutput> {
+  const repository = query.repository;
+  const tag = query.tag ?? 'latest';
+  if (!repository || !isRepositoryName(repository)) return json(400, { error: 'give ?repository=<name> (a valid repository name) and optionally &tag=<tag> (default latest)' });
+  if (!isTag(tag)) return json(400, { error: `tag "${tag}" is not a valid tag` });
+  let replicas: Replica[];
+  try {
+    replicas = await deps.registry.list();
+  } catch (e) {
+    if (e instanceof StateUnavailableError) return homeUnreachable(e, deps);
+    throw e;
+  }
+  const home = replicas.find((r) => r.home)!;
+  const homeStorage = deps.registry.storageOf(home);
+  const digest = await homeStorage.readLink(homeStorage.layout.tagCurrentLink(repository, tag));
+  if (!digest) return json(404, { error: `${repository}:${tag} is not in the home region (${home.name})` });
+  const answers = await Promise.all(
+    replicas.map(async (r) => {
+      if (!r.endpointEnabled) return { region: r.name, serves: false, reason: 'region endpoint disabled' };
+      if (r.home) return { region: r.name, serves: true };
+      const storage = deps.registry.storageOf(r);
+      // The tag is committed last: when it points at home's digest, everything under it is there.
+      let current: string | undefined;
+      try {
+        current = await storage.readLink(storage.layout.tagCurrentLink(repository, tag));
+      } catch (e) {
+        return { region: r.name, serves: false, reason: `storage unreachable: ${(e as Error).message}` };
+      }
+      if (current === digest) return { region: r.name, serves: true };
+      return { region: r.name, serves: false, reason: current ? `holds ${current}, not yet ${digest}` : 'not replicated yet' };
+    }),
+  );
+  return json(200, { repository, tag, digest, regions: answers.filter((a) => a.serves).map((a) => a.region), excluded: answers.filter((a) => !a.serves).map(({ region, reason }) => ({ region, reason })) });
+}
+
+async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput> {
+  const input = parseJsonBody(CreateReplicaInput, body, 'replication');
+  if ('error' in input) return json(400, input);
+  const { name, endpointEnabled } = input.value;
+  const storage = parseStorage(input.value.storage);
+  if (name === deps.settings.homeRegion.name) return json(409, { error: `${name} is the home region: it is the source of every replica` });
+  const existing = await deps.registry.get(name);
+  if (existing) return json(409, { error: `replication ${name} exists (${existing.status}): update it, resync it, or delete it first` });
+
+  // The region's storage must answer before anything is recorded: a typo fails here, not in every job.
+  const target = deps.registry.storageOf({ name, storage });
+  try {
+    await target.ensureContainer();
+  } catch (e) {
+    return json(400, { error: `storage for ${name} (${maskStorage(storage)}) cannot be reached or written: ${(e as Error).message}` });
+  }
+
+  const now = new Date().toISOString();
+  const record: ReplicaRecord = { version: 1, name, storage, endpointEnabled, status: 'Creating', createdAt: now, updatedAt: now };
+  // A name deleted before leaves a tombstone (for a GEOREG_REGIONS region); a new create replaces it.
+  const tombstone = await deps.registry.get(name, { includeDeleted: true });
+  if (tombstone) await deps.registry.putRecord({ ...record, storage: tombstone.source === 'settings' ? undefined : storage });
+  else if (!(await deps.registry.createRecord(record))) return json(409, { error: `replication ${name} is being created by another call` });
+  deps.log.info(`replication ${name}: creating (${maskStorage(storage)})`);
+
+  try {
+    const subscription = await ensureRegionSubscription(deps.busAdmin(), deps.settings.serviceBus.replicationTopic, name);
+    deps.log.info(`replication ${name}: subscription ${deps.settings.serviceBus.replicationTopic}/${name} ${subscription}`);
+  } catch (e) {
+    const error = `cannot create subscription ${deps.settings.serviceBus.replicationTopic}/${name}: ${(e as Error).message}`;
+    await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Failed', error }));
+    return json(502, { error: `${error}; fix the Service Bus access and run \`georeg replication delete ${name}\` then create again` });
+  }
+  // From Syncing on, new pushes include the region; the back-fill lists tags after that moment,
+  // so a push is either in the back-fill or sent to the region (or both: the jobs are idempotent).
+  const syncing = await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Syncing' }));
+  await deps.onRegionsChanged?.();
+  const replica = (await deps.registry.get(name)) ?? { name, source: 'created' as const, storage, endpointEnabled, status: syncing.status, home: false, record: syncing };
+  await startSync(replica, 'backfill', deps);
+  return json(201, { replication: await view((await deps.registry.get(name))!, deps) });
+}
+
+async function update(name: string, body: string, deps: ReplicaAdminDeps): Promise<HttpOutput> {
+  const input = parseJsonBody(UpdateReplicaInput, body, 'replication update');
+  if ('error' in input) return json(400, input);
+  const replica = await deps.registry.get(name);
+  if (!replica) return notFound(name, deps);
+  await deps.registry.upsertRecord(replica, (r) => ({ ...r, endpointEnabled: input.value.endpointEnabled }));
+  deps.log.info(`replication ${name}: region endpoint ${input.value.endpointEnabled ? 'enabled' : 'disabled'} (it keeps syncing either way)`);
+  return json(200, { replication: await view((await deps.registry.get(name))!, deps) });
+}
+
+async function remove(name: string, purge: boolean, deps: ReplicaAdminDeps): Promise<HttpOutput> {
+  const replica = await deps.registry.get(name);
+  if (!replica) return notFound(name, deps);
+  if (replica.home) return json(409, { error: `${name} is the home region and cannot be deleted: every replica copies from it` });
+  const removedSubscription = await deleteRegionSubscription(deps.busAdmin(), deps.settings.serviceBus.replicationTopic, name);
+  // A GEOREG_REGIONS region keeps a tombstone, so the setting does not bring it back.
+  if (replica.source === 'settings') await deps.registry.upsertRecord(replica, (r) => ({ ...r, status: 'Deleted', sync: undefined, error: undefined }));
+  else await deps.registry.deleteRecord(name);
+  await deps.state.delete(statePaths.replicaLastSynced(name));
+  await deps.onRegionsChanged?.();
+  let purged: number | undefined;
+  if (purge) {
+    const storage = deps.registry.storageOf(replica);
+    purged = await storage.deletePrefix(storage.layout.everythingPrefix());
+  }
+  deps.log.info(`replication ${name}: deleted${purge ? `, ${purged} blob(s) purged` : ', its data kept'}`);
+  return json(200, {
+    deleted: name,
+    subscriptionRemoved: removedSubscription,
+    dataKept: !purge,
+    ...(purge ? { purgedBlobs: purged } : {}),
+    note: purge ? undefined : `the registry data in ${name} is kept; \`georeg replication delete ${name} --purge\` removes it`,
+  });
+}
+
+async function resync(name: string, body: string, deps: ReplicaAdminDeps): Promise<HttpOutput> {
+  const input = parseJsonBody(ResyncInput, body, 'resync');
+  if ('error' in input) return json(400, input);
+  const replica = await deps.registry.get(name);
+  if (!replica) return notFound(name, deps);
+  if (replica.home) return json(409, { error: `${name} is the home region: it is the source, there is nothing to resync` });
+  if (replica.status === 'Creating') return json(409, { error: `replication ${name} is still being created` });
+  await startSync(replica, 'resync', deps, { repository: input.value.repository });
+  return json(202, { replication: await view((await deps.registry.get(name))!, deps) });
+}
+
+async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaView> {
+  let queue: RegionQueue | undefined;
+  let queueError: string | undefined;
+  if (!replica.home) {
+    try {
+      queue = await regionQueue(deps.busAdmin(), deps.bus, deps.settings.serviceBus.replicationTopic, replica.name);
+    } catch (e) {
+      queueError = `Service Bus: ${(e as Error).message}`;
+    }
+  }
+  const last = replica.home ? undefined : (await deps.state.get(statePaths.replicaLastSynced(replica.name), LastSynced))?.value;
+  const sync = replica.record?.sync;
+  return {
+    name: replica.name,
+    home: replica.home,
+    source: replica.source,
+    storage: maskStorage(replica.storage),
+    endpointEnabled: replica.endpointEnabled,
+    status: replica.status,
+    error: [replica.record?.error, queueError].filter(Boolean).join('; ') || undefined,
+    lastSyncedPush: last,
+    lagSeconds: queue ? (queue.oldestEnqueuedAt ? Math.max(0, Math.round((Date.now() - queue.oldestEnqueuedAt.getTime()) / 1000)) : 0) : undefined,
+    pendingJobs: queue?.active,
+    deadLetters: queue?.deadLettered,
+    sync: sync && (({ finished: _finished, ...rest }) => rest)(sync),
+    createdAt: replica.record?.createdAt,
+    updatedAt: replica.record?.updatedAt,
+  };
+}
+
+async function notFound(name: string, deps: ReplicaAdminDeps): Promise<HttpOutput> {
+  const known = (await deps.registry.list()).map((r) => r.name).join(', ');
+  return json(404, { error: `replication ${name} does not exist (regions: ${known}); \`georeg replication create --region ${name} --storage ...\` adds it` });
+}
+
+function homeUnreachable(e: StateUnavailableError, deps: Pick<ReplicaAdminDeps, 'settings' | 'log'>): HttpOutput {
+  deps.log.error(`replica management: home region unreachable: ${e.message}`);
+  return json(503, {
+    error: `the home region (${deps.settings.homeRegion.name}) cannot be reached: replica management needs it, as in ACR, and changed nothing. Jobs already queued keep replicating. (${e.message})`,
+  });
+}

@@ -1,0 +1,140 @@
+import type { Settings } from '../config/settings';
+import { statePaths } from '../storage/paths';
+import { regionStorageFrom, type RegionStorage } from '../storage/region-storage';
+import { StateSchemaError, type StateStore } from '../storage/state-store';
+import { ReplicaRecord, type ReplicaStatus, type ReplicaStorage } from './definition';
+
+/**
+ * Which regions replicate, and where their storage is. Two sources, merged: GEOREG_REGIONS (the
+ * home region and the replicas the deployment starts with) and the replica records that
+ * `replication create|update|delete|resync` write to the home account's state container. A record
+ * wins over the setting of the same name (an endpoint switched off, a region deleted).
+ */
+
+export interface Replica {
+  name: string;
+  /** Where the name came from: the settings, or `replication create`. */
+  source: 'settings' | 'created';
+  storage: ReplicaStorage;
+  endpointEnabled: boolean;
+  status: ReplicaStatus;
+  home: boolean;
+  record?: ReplicaRecord;
+}
+
+/** Statuses in which a region receives the jobs of new pushes. */
+const RECEIVING: ReadonlySet<ReplicaStatus> = new Set(['Syncing', 'Ready', 'Failed']);
+
+export class ReplicaRegistry {
+  private readonly storages = new Map<string, { key: string; storage: RegionStorage }>();
+
+  constructor(private readonly settings: Settings, private readonly state: StateStore) {}
+
+  /** The home region and every replica that is not deleted, home first, then by name. */
+  async list(options: { includeDeleted?: boolean } = {}): Promise<Replica[]> {
+    const records = await this.records();
+    const out: Replica[] = [];
+    for (const r of this.settings.regions) {
+      const record = records.get(r.name);
+      records.delete(r.name);
+      const home = r.name === this.settings.homeRegion.name;
+      out.push({
+        name: r.name,
+        source: 'settings',
+        storage: r.connectionString ? { connectionString: r.connectionString } : { accountUrl: r.accountUrl },
+        endpointEnabled: record?.endpointEnabled ?? r.endpointEnabled,
+        // The home region is the source: always complete, whatever a record says.
+        status: home ? 'Ready' : (record?.status ?? 'Ready'),
+        home,
+        record,
+      });
+    }
+    for (const record of records.values()) {
+      if (!record.storage) continue;
+      out.push({ name: record.name, source: 'created', storage: record.storage, endpointEnabled: record.endpointEnabled, status: record.status, home: false, record });
+    }
+    const visible = out.filter((r) => options.includeDeleted || r.status !== 'Deleted');
+    return visible.sort((a, b) => Number(b.home) - Number(a.home) || a.name.localeCompare(b.name));
+  }
+
+  async get(name: string, options: { includeDeleted?: boolean } = {}): Promise<Replica | undefined> {
+    return (await this.list(options)).find((r) => r.name === name);
+  }
+
+  /** The replicas new pushes go to, with their storage: the push step's fan-out. */
+  async receivingReplicas(): Promise<Map<string, RegionStorage>> {
+    const all = await this.list();
+    return new Map(all.filter((r) => !r.home && RECEIVING.has(r.status)).map((r) => [r.name, this.storageOf(r)]));
+  }
+
+  /** Storage of any known region, deleted ones included: jobs already queued for it still finish. */
+  async storageFor(name: string): Promise<RegionStorage | undefined> {
+    const replica = await this.get(name, { includeDeleted: true });
+    return replica && this.storageOf(replica);
+  }
+
+  storageOf(replica: Pick<Replica, 'name' | 'storage'>): RegionStorage {
+    const key = JSON.stringify(replica.storage);
+    const cached = this.storages.get(replica.name);
+    if (cached?.key === key) return cached.storage;
+    const storage = regionStorageFrom({ region: replica.name, ...replica.storage, container: this.settings.registry.container, root: this.settings.registry.root });
+    this.storages.set(replica.name, { key, storage });
+    return storage;
+  }
+
+  async record(name: string): Promise<ReplicaRecord | undefined> {
+    return (await this.state.get(statePaths.replica(name), ReplicaRecord))?.value;
+  }
+
+  /** Creates the record; false when one exists already. */
+  async createRecord(record: ReplicaRecord): Promise<boolean> {
+    try {
+      await this.state.create(statePaths.replica(record.name), ReplicaRecord.parse(record));
+      return true;
+    } catch (e) {
+      if ((e as Error).name === 'StateConflictError') return false;
+      throw e;
+    }
+  }
+
+  async putRecord(record: ReplicaRecord): Promise<void> {
+    await this.state.put(statePaths.replica(record.name), ReplicaRecord.parse(record));
+  }
+
+  async updateRecord(name: string, mutate: (r: ReplicaRecord) => ReplicaRecord): Promise<ReplicaRecord> {
+    return this.state.update(statePaths.replica(name), (r: ReplicaRecord) => ({ ...mutate(r), updatedAt: new Date().toISOString() }), ReplicaRecord);
+  }
+
+  /**
+   * The record of a region, made from its current view when it has none yet (a region from
+   * GEOREG_REGIONS the first time something about it changes), then updated.
+   */
+  async upsertRecord(replica: Replica, mutate: (r: ReplicaRecord) => ReplicaRecord): Promise<ReplicaRecord> {
+    if (!replica.record) {
+      const now = new Date().toISOString();
+      await this.createRecord({ version: 1, name: replica.name, storage: replica.source === 'created' ? replica.storage : undefined, endpointEnabled: replica.endpointEnabled, status: replica.status, createdAt: now, updatedAt: now });
+    }
+    return this.updateRecord(replica.name, mutate);
+  }
+
+  async deleteRecord(name: string): Promise<void> {
+    await this.state.delete(statePaths.replica(name));
+  }
+
+  private async records(): Promise<Map<string, ReplicaRecord>> {
+    const names = await this.state.list(statePaths.replicasPrefix());
+    const out = new Map<string, ReplicaRecord>();
+    await Promise.all(
+      names.map(async (n) => {
+        try {
+          const r = (await this.state.get(n, ReplicaRecord))?.value;
+          if (r) out.set(r.name, r);
+        } catch (e) {
+          // A record edited by hand must not stop every push: it is reported where it is listed.
+          if (!(e instanceof StateSchemaError)) throw e;
+        }
+      }),
+    );
+    return out;
+  }
+}

@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto';
+import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
+import { replicationJobMessage, type PushJob, type ReplicationPlan } from '../bus/messages';
+import type { Logger } from '../common/log';
+import { forEachLimit } from '../common/pool';
+import type { Settings } from '../config/settings';
+import { claimCheckIfLarge, planPushJob, readImage } from '../replication/push';
+import { StatusStore, type PushRecord, type RegionStatus } from '../replication/status';
+import type { RegionStorage } from '../storage/region-storage';
+import type { StateStore } from '../storage/state-store';
+import type { ReplicaRecord, SyncRun } from './definition';
+import { setBit, settle } from './progress';
+import type { Replica, ReplicaRegistry } from './registry';
+
+/**
+ * Back-fill and resync: every tag in home storage (or one repository's), diffed against the
+ * region, and a replication job for each tag the region does not hold complete. Back-fill sends a
+ * job for every tag (a new region must get every link); resync sends jobs only where blobs or
+ * links are missing, and reports what was missing. The jobs are ordinary push jobs tagged with the
+ * run, so the replicate step copies and commits them exactly as it does a push, and reports each
+ * one back to the replica record (src/replicas/progress.ts).
+ */
+
+export interface SyncDeps {
+  settings: Settings;
+  registry: ReplicaRegistry;
+  home: RegionStorage;
+  state: StateStore;
+  replicationSender: ServiceBusSender;
+  log: Logger;
+}
+
+/** How many tags of a run list what they missed; the counts cover all of them. */
+const MISSING_LISTED = 200;
+
+interface PlannedTag {
+  repository: string;
+  tag: string;
+  job?: PushJob;
+  status?: RegionStatus;
+  record?: PushRecord;
+  missing: { blobs: number; bytes: number; links: number };
+  failure?: { reason: string; description: string };
+}
+
+export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: SyncDeps, options: { repository?: string } = {}): Promise<ReplicaRecord> {
+  const operationId = randomBytes(5).toString('hex');
+  const target = deps.registry.storageOf(replica);
+  const tags: Array<{ repository: string; tag: string; digest: string }> = [];
+  for await (const t of deps.home.listRepositoriesWithTags()) {
+    if (!options.repository || t.repository === options.repository) tags.push(t);
+  }
+  tags.sort((a, b) => a.repository.localeCompare(b.repository) || a.tag.localeCompare(b.tag));
+
+  const planned: PlannedTag[] = new Array(tags.length);
+  await forEachLimit(
+    tags.map((t, i) => ({ ...t, i })),
+    deps.settings.copyConcurrency,
+    async (t) => {
+      planned[t.i] = await planTag(t, replica.name, target, kind, operationId, deps);
+    },
+  );
+
+  // Jobs are numbered in the order they are sent; a tag that could not be planned counts as a
+  // finished, failed job, so the run ends Failed naming it.
+  let seq = 0;
+  const jobs: PlannedTag[] = [];
+  const run: SyncRun = {
+    operationId,
+    kind,
+    repository: options.repository,
+    startedAt: new Date().toISOString(),
+    total: { jobs: 0, tags: tags.length, blobs: 0, bytes: 0 },
+    done: { jobs: 0, blobs: 0, bytes: 0 },
+    finished: '',
+    failures: [],
+    missing: [],
+    missingTruncated: false,
+  };
+  for (const p of planned) {
+    const missedSomething = p.missing.blobs + p.missing.links > 0;
+    if (missedSomething) {
+      if (run.missing.length < MISSING_LISTED) run.missing.push({ repository: p.repository, tag: p.tag, ...p.missing });
+      else run.missingTruncated = true;
+    }
+    if (p.failure) {
+      const n = seq++;
+      run.finished = setBit(run.finished, n);
+      run.done.jobs += 1;
+      run.failures.push({ jobId: `${p.repository}:${p.tag}`, ...p.failure });
+      continue;
+    }
+    if (!p.job || (kind === 'resync' && !missedSomething)) continue;
+    p.job.sync = { operationId, seq: seq++ };
+    jobs.push(p);
+  }
+  // Images share layers: the run moves each missing blob once, so totals count each digest once.
+  const missingBlobs = new Map<string, number>();
+  for (const p of jobs) {
+    const plan = (p.job!.plan as { inline: ReplicationPlan }).inline;
+    const sizes = new Map([...plan.blobs, ...plan.manifests].map((d) => [d.digest, d.size]));
+    for (const digest of plan.missing) missingBlobs.set(digest, sizes.get(digest) ?? 0);
+  }
+  run.total.blobs = missingBlobs.size;
+  run.total.bytes = [...missingBlobs.values()].reduce((a, b) => a + b, 0);
+  run.total.jobs = seq;
+
+  // The run is on the record before any job is sent: a job that finishes at once finds it.
+  const settled = settle(run);
+  const record = await deps.registry.upsertRecord(replica, (r) => ({ ...r, ...settled, sync: settled.sync }));
+
+  const status = new StatusStore(deps.state);
+  await forEachLimit(jobs, deps.settings.copyConcurrency, async (p) => {
+    await status.recordPush(p.record!, [p.status!], { latestForTag: false });
+  });
+  const messages: ServiceBusMessage[] = [];
+  for (const p of jobs) messages.push(replicationJobMessage(await claimCheckIfLarge(p.job!, deps)));
+  await sendAll(deps.replicationSender, messages);
+  deps.log.info(
+    `replica ${replica.name}: ${kind} ${operationId}: ${tags.length} tag(s), ${jobs.length} job(s), ${run.total.blobs} blob(s) / ${run.total.bytes} bytes missing${run.failures.length ? `, ${run.failures.length} tag(s) unreadable at home` : ''}`,
+  );
+  return record;
+}
+
+async function planTag(t: { repository: string; tag: string; digest: string; i: number }, region: string, target: RegionStorage, kind: SyncRun['kind'], operationId: string, deps: SyncDeps): Promise<PlannedTag> {
+  const base = { repository: t.repository, tag: t.tag };
+  let image;
+  try {
+    image = await readImage(deps.home, t.digest);
+  } catch (e) {
+    return { ...base, missing: { blobs: 0, bytes: 0, links: 0 }, failure: { reason: 'HomeImageUnreadable', description: `${t.repository}:${t.tag} (${t.digest}) in the home region: ${(e as Error).message}` } };
+  }
+  const pushId = `${kind === 'backfill' ? 'bf' : 'rs'}-${operationId}-${t.i}`;
+  const { job, status, summary, plan } = await planPushJob({ image, storage: target, pushId, eventId: pushId, region, repository: t.repository, tag: t.tag, concurrency: 4 });
+  const links = await missingLinks(plan, t, target);
+  const record: PushRecord = {
+    pushId,
+    eventId: pushId,
+    action: 'push',
+    repository: t.repository,
+    tag: t.tag,
+    digest: image.root.digest,
+    mediaType: image.root.mediaType,
+    size: image.root.size,
+    createdAt: new Date().toISOString(),
+    regions: [summary],
+  };
+  return { ...base, job, status, record, missing: { blobs: summary.missingBlobs, bytes: summary.missingBytes, links } };
+}
+
+/** Links the region lacks for the tag: layer links, manifest revision links, and the tag itself. */
+async function missingLinks(plan: ReplicationPlan, t: { repository: string; tag: string; digest: string }, target: RegionStorage): Promise<number> {
+  const { layout } = target;
+  const paths = [...plan.blobs.map((b) => layout.layerLink(t.repository, b.digest)), ...plan.manifests.map((m) => layout.manifestRevisionLink(t.repository, m.digest))];
+  let missing = 0;
+  await forEachLimit(paths, 8, async (p) => {
+    if (!(await target.linkExists(p))) missing += 1;
+  });
+  if ((await target.readLink(layout.tagCurrentLink(t.repository, t.tag))) !== t.digest) missing += 1;
+  return missing;
+}
+
+/** In as few batches as fit (a batch is capped by the entity's message size limit). */
+async function sendAll(sender: ServiceBusSender, messages: ServiceBusMessage[]): Promise<void> {
+  let batch = await sender.createMessageBatch();
+  for (const m of messages) {
+    if (batch.tryAddMessage(m)) continue;
+    if (batch.count === 0) throw new Error(`replication job ${String(m.messageId)} does not fit in one Service Bus message`);
+    await sender.sendMessages(batch);
+    batch = await sender.createMessageBatch();
+    if (!batch.tryAddMessage(m)) throw new Error(`replication job ${String(m.messageId)} does not fit in one Service Bus message`);
+  }
+  if (batch.count) await sender.sendMessages(batch);
+}

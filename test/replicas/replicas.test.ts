@@ -1,0 +1,275 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAdministrationClient } from '../../src/bus/admin';
+import { generated } from '../../src/cli/push-command';
+import { silentLogger } from '../../src/common/log';
+import { startStack, type Stack } from '../../src/local/stack';
+import type { ReplicaView } from '../../src/replicas/admin-api';
+import type { RegionStorage } from '../../src/storage/region-storage';
+import { pushImage, settled } from '../support/pipeline';
+
+/**
+ * Replica management end to end: the admin API and the CLI against the local stack (Azurite, the
+ * Service Bus emulator through the real SDK, administration calls included). Home westus, replica
+ * eastus from the settings; westeurope and northeurope are storage accounts waiting to be added.
+ */
+
+const run = promisify(execFile);
+const CLI = join(__dirname, '../../bin/georeg.js');
+let stack: Stack;
+/** Jobs of a region are held here while its entry is set: the test sees Syncing before Ready. */
+const holds = new Map<string, Promise<void>>();
+
+beforeAll(async () => {
+  stack = await startStack({
+    replicas: ['eastus'],
+    spareAccounts: ['westeurope', 'northeurope'],
+    httpPort: 0,
+    log: silentLogger,
+    host: { regionPollMs: 200, beforeJob: (region) => holds.get(region) ?? Promise.resolve() },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = stack.adminHeaders): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${stack.host.url}/api${path}`, { method, headers: { 'Content-Type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` };
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env, cwd: join(__dirname, '../..') });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+async function show(name: string): Promise<ReplicaView> {
+  const res = await api('GET', `/replications/${name}`);
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return res.body.replication;
+}
+
+async function until(name: string, statuses: string[], timeoutMs = 30_000): Promise<ReplicaView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await show(name);
+    if (statuses.includes(v.status)) return v;
+    if (Date.now() > deadline) throw new Error(`${name} stayed ${v.status}: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Every blob under the registry root, with link contents (data blobs by size). */
+async function snapshot(storage: RegionStorage): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const b of storage.container.listBlobsFlat({ prefix: storage.layout.everythingPrefix() })) {
+    out.set(b.name, b.name.endsWith('/link') ? (await storage.container.getBlobClient(b.name).downloadToBuffer()).toString() : String(b.properties.contentLength));
+  }
+  return out;
+}
+
+function storageOf(region: string): RegionStorage {
+  return stack.runtime.registry.storageOf({ name: region, storage: { connectionString: stack.storageConnectionString(region) } });
+}
+
+const images = [
+  generated('shop/web', '1.0', { generate: { layers: 3, layerSize: 96 * 1024 }, seed: 'web-1' }),
+  generated('shop/web', '1.1', { generate: { layers: 3, layerSize: 96 * 1024 }, seed: 'web-2', seedBase: 'web-1', share: 2 }),
+  generated('shop/api', 'v2', { generate: { layers: 2, layerSize: 64 * 1024 }, platforms: 'linux/amd64,linux/arm64', seed: 'api' }),
+];
+
+describe('replica management', () => {
+  it('creating a replica after three images exist back-fills exactly their blobs and links: Syncing, then Ready', async () => {
+    for (const image of images) {
+      const p = await pushImage(stack, image);
+      expect(p.jobs.map((j) => j.region)).toEqual(['eastus']);
+      await settled(stack, p.pushId, ['eastus']);
+    }
+    let release!: () => void;
+    holds.set('westeurope', new Promise<void>((r) => (release = r)));
+    const created = await api('POST', '/replications', { name: 'westeurope', storage: stack.storageConnectionString('westeurope') });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const v: ReplicaView = created.body.replication;
+    expect(v.status).toBe('Syncing');
+    expect(v.source).toBe('created');
+    expect(v.storage).toContain('AccountKey=***');
+    expect(v.storage).not.toMatch(/AccountKey=[^*]/);
+    expect(v.sync).toMatchObject({ kind: 'backfill', total: { tags: 3, jobs: 3 }, done: { jobs: 0 } });
+    const everything = new Set(images.flatMap((i) => [...i.blobs, ...i.manifests].map((b) => b.digest)));
+    expect(v.sync!.total.blobs).toBe(everything.size);
+    try {
+
+    // The subscription exists with only its region rule (created through the administration API).
+    const admin = createAdministrationClient(stack.serviceBusConnectionString);
+    const rules = [];
+    for await (const rule of admin.listRules('replication', 'westeurope')) rules.push(rule);
+    expect(rules.map((r) => [r.name, (r.filter as { sqlExpression: string }).sqlExpression])).toEqual([['region', "region = 'westeurope'"]]);
+    expect((await show('westeurope')).status).toBe('Syncing');
+    } finally {
+      release();
+      holds.delete('westeurope');
+    }
+    const ready = await until('westeurope', ['Ready', 'Failed']);
+    expect(ready.status, ready.error).toBe('Ready');
+    expect(ready.sync).toMatchObject({ done: { jobs: 3, blobs: everything.size, bytes: v.sync!.total.bytes }, failures: [] });
+    expect(ready.lastSyncedPush?.repository).toMatch(/^shop\//);
+
+    const [home, region] = await Promise.all([snapshot(stack.runtime.home), snapshot(storageOf('westeurope'))]);
+    expect(region.size).toBeGreaterThan(0);
+    expect(Object.fromEntries(region)).toEqual(Object.fromEntries(home));
+  });
+
+  it('a push after create reaches the new region too', async () => {
+    const image = generated('shop/web', '1.2', { generate: { layers: 2, layerSize: 32 * 1024 }, seed: 'web-3' });
+    const p = await pushImage(stack, image);
+    expect(p.jobs.map((j) => j.region).sort()).toEqual(['eastus', 'westeurope']);
+    for (const r of await settled(stack, p.pushId, ['eastus', 'westeurope'])) expect(r.state).toBe('complete');
+  });
+
+  it('list and show, as a table and as JSON, through the CLI', async () => {
+    const json = await cli('replication', 'list', '-o', 'json');
+    expect(json.code, json.stderr).toBe(0);
+    const all = JSON.parse(json.stdout) as ReplicaView[];
+    expect(all.map((r) => [r.name, r.home, r.source, r.status])).toEqual([
+      ['westus', true, 'settings', 'Ready'],
+      ['eastus', false, 'settings', 'Ready'],
+      ['westeurope', false, 'created', 'Ready'],
+    ]);
+    const we = all.find((r) => r.name === 'westeurope')!;
+    expect(we).toMatchObject({ endpointEnabled: true, pendingJobs: 0, deadLetters: 0, lagSeconds: 0 });
+    expect(we.lastSyncedPush).toMatchObject({ repository: 'shop/web', tag: '1.2' });
+
+    const table = await cli('replication', 'list');
+    expect(table.code, table.stderr).toBe(0);
+    for (const text of ['westus (home)', 'eastus', 'westeurope', 'Ready', 'pending jobs', 'lag (s)']) expect(table.stdout).toContain(text);
+    expect(table.stdout).not.toMatch(/AccountKey=[^*]/);
+
+    const one = await cli('replication', 'show', '--region', 'westeurope');
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/backfill [0-9a-f]+: 3\/3 jobs over 3 tag\(s\)/);
+  });
+
+  it('the endpoint flag round-trips and the routing answer follows it', async () => {
+    const before = await api('GET', '/regions/route?repository=shop/web&tag=1.0');
+    expect(before.status).toBe(200);
+    expect(before.body.regions).toEqual(['westus', 'eastus', 'westeurope']);
+
+    const off = await cli('replication', 'update', '--region', 'westeurope', '--region-endpoint-enabled', 'false', '-o', 'json');
+    expect(off.code, off.stderr).toBe(0);
+    expect(JSON.parse(off.stdout)).toMatchObject({ name: 'westeurope', endpointEnabled: false, status: 'Ready' });
+    const during = await api('GET', '/regions/route?repository=shop/web&tag=1.0');
+    expect(during.body.regions).toEqual(['westus', 'eastus']);
+    expect(during.body.excluded).toEqual([{ region: 'westeurope', reason: 'region endpoint disabled' }]);
+
+    // A disabled region keeps syncing.
+    const image = generated('shop/web', '1.3', { generate: { layers: 1, layerSize: 16 * 1024 }, seed: 'web-4' });
+    const p = await pushImage(stack, image);
+    expect(p.jobs.map((j) => j.region).sort()).toEqual(['eastus', 'westeurope']);
+    await settled(stack, p.pushId, ['eastus', 'westeurope']);
+
+    const on = await cli('replication', 'update', '--region', 'westeurope', '--global-endpoint-routing', 'true', '-o', 'json');
+    expect(on.code, on.stderr).toBe(0);
+    expect(JSON.parse(on.stdout).endpointEnabled).toBe(true);
+    expect((await api('GET', '/regions/route?repository=shop/web&tag=1.3')).body.regions).toEqual(['westus', 'eastus', 'westeurope']);
+
+    // A settings region's flag is kept in its record too.
+    await api('PATCH', '/replications/eastus', { endpointEnabled: false });
+    expect((await show('eastus')).endpointEnabled).toBe(false);
+    expect((await api('GET', '/regions/route?repository=shop/web&tag=1.3')).body.regions).toEqual(['westus', 'westeurope']);
+    await api('PATCH', '/replications/eastus', { endpointEnabled: true });
+
+    expect((await api('GET', '/regions/route?repository=shop/web&tag=nope')).status).toBe(404);
+  });
+
+  it('resync repairs a blob deleted by hand in a region and reports what was missing', async () => {
+    const eastus = storageOf('eastus');
+    const victim = images[0].blobs[1];
+    expect(await eastus.deleteBlob(eastus.layout.blobData(victim.digest))).toBe(true);
+    const layerLink = eastus.layout.layerLink('shop/web', images[0].blobs[0].digest);
+    expect(await eastus.deleteBlob(layerLink)).toBe(true);
+
+    const res = await cli('replication', 'resync', '--region', 'eastus', '--wait', '-o', 'json');
+    expect(res.code, res.stderr).toBe(0);
+    const v = JSON.parse(res.stdout) as ReplicaView;
+    expect(v.status).toBe('Ready');
+    // Tags 1.0 and 1.1 share the deleted layer and the repository's layer link.
+    expect(v.sync!.missing).toEqual([
+      { repository: 'shop/web', tag: '1.0', blobs: 1, bytes: victim.size, links: 1 },
+      { repository: 'shop/web', tag: '1.1', blobs: 1, bytes: victim.size, links: 1 },
+    ]);
+    expect(v.sync!.total.jobs).toBe(2);
+    expect((await eastus.blobProperties(victim.digest))?.size).toBe(victim.size);
+    expect(await eastus.readLink(layerLink)).toBe(images[0].blobs[0].digest);
+
+    const again = await api('POST', '/replications/eastus/resync', {});
+    expect(again.status).toBe(202);
+    expect(again.body.replication).toMatchObject({ status: 'Ready', sync: { total: { jobs: 0 }, missing: [] } });
+  });
+
+  it('delete stops new jobs and keeps the data; a later push does not reach the region', async () => {
+    const before = await snapshot(storageOf('westeurope'));
+    const res = await cli('replication', 'delete', '--region', 'westeurope', '-o', 'json');
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ deleted: 'westeurope', subscriptionRemoved: true, dataKept: true });
+    const admin = createAdministrationClient(stack.serviceBusConnectionString);
+    expect(await admin.subscriptionExists('replication', 'westeurope')).toBe(false);
+    expect((await api('GET', '/replications/westeurope')).status).toBe(404);
+
+    const image = generated('shop/late', '1', { generate: { layers: 1, layerSize: 8 * 1024 }, seed: 'late' });
+    const p = await pushImage(stack, image);
+    expect(p.jobs.map((j) => j.region)).toEqual(['eastus']);
+    await settled(stack, p.pushId, ['eastus']);
+    const westeurope = storageOf('westeurope');
+    expect(await westeurope.readLink(westeurope.layout.tagCurrentLink('shop/late', '1'))).toBeUndefined();
+    expect(Object.fromEntries(await snapshot(westeurope))).toEqual(Object.fromEntries(before));
+  });
+
+  it('delete --purge removes the region data; a deleted settings region stays deleted', async () => {
+    const created = await cli('replication', 'create', '--region', 'northeurope', '--storage', stack.storageConnectionString('northeurope'), '--wait', '-o', 'json');
+    expect(created.code, created.stderr).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ name: 'northeurope', status: 'Ready' });
+    expect((await snapshot(storageOf('northeurope'))).size).toBeGreaterThan(0);
+
+    const purged = await cli('replication', 'delete', '--region', 'northeurope', '--purge', '-o', 'json');
+    expect(purged.code, purged.stderr).toBe(0);
+    expect(JSON.parse(purged.stdout).purgedBlobs).toBeGreaterThan(0);
+    expect((await snapshot(storageOf('northeurope'))).size).toBe(0);
+
+    expect((await api('DELETE', '/replications/eastus')).status).toBe(200);
+    const list = (await api('GET', '/replications')).body.replications as ReplicaView[];
+    expect(list.map((r) => r.name)).toEqual(['westus']);
+    const p = await pushImage(stack, generated('shop/solo', '1', { generate: { layers: 1, layerSize: 1024 }, seed: 'solo' }));
+    expect(p.jobs).toEqual([]);
+  });
+
+  it('refuses bad arguments with usage errors', async () => {
+    const noRegion = await cli('replication', 'show');
+    expect(noRegion.code).not.toBe(0);
+    expect(noRegion.stderr).toContain('--region');
+    const noStorage = await cli('replication', 'create', '--region', 'brazilsouth');
+    expect(noStorage.code).not.toBe(0);
+    expect(noStorage.stderr).toContain("required option '--storage");
+    const badBool = await cli('replication', 'update', '--region', 'westus', '--region-endpoint-enabled', 'maybe');
+    expect(badBool.code).not.toBe(0);
+    expect(badBool.stderr).toContain('expected true or false');
+
+    expect((await api('POST', '/replications', { name: 'Bad_Name', storage: 'x' })).status).toBe(400);
+    const badStorage = await api('POST', '/replications', { name: 'brazilsouth', storage: 'not a connection string' });
+    expect(badStorage.status).toBe(400);
+    expect(badStorage.body.error).toContain('neither a storage connection string');
+    expect((await api('POST', '/replications', { name: 'westus', storage: stack.storageConnectionString('westeurope') })).status).toBe(409);
+    expect((await api('DELETE', '/replications/westus')).body.error).toContain('home region');
+    expect((await api('GET', '/replications/atlantis')).status).toBe(404);
+    expect((await api('GET', '/replications', undefined, {})).status).toBe(401);
+    expect((await api('GET', '/regions/route?repository=shop/web', undefined, {})).status).toBe(401);
+  });
+});

@@ -1,0 +1,49 @@
+import { expect } from 'vitest';
+import type { Stack } from '../../src/local/stack';
+import { EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender';
+import { writeImage, type ImageToWrite } from '../../src/registry/writer';
+import { StatusStore, type RegionStatus } from '../../src/replication/status';
+
+/** Test helpers over a running local stack: push like a registry does, wait for regions to settle. */
+
+export interface AcceptedPush {
+  pushId: string;
+  jobs: Array<{ region: string; jobId: string; missingBlobs: number; missingBytes: number }>;
+  duplicate: boolean;
+}
+
+/** POSTs a notification envelope (or raw text) to the push endpoint with the push secret. */
+export async function notify(stack: Stack, envelope: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(stack.pushUrl, {
+    method: 'POST',
+    headers: { 'Content-Type': EVENTS_MEDIA_TYPE, Authorization: `Bearer ${stack.settings.pushSecret}`, ...headers },
+    body: typeof envelope === 'string' ? envelope : JSON.stringify(envelope),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+export function envelopeFor(image: ImageToWrite) {
+  const root = image.manifests[image.manifests.length - 1];
+  return pushEnvelope({ repository: image.repository, tag: image.tag, manifest: root, blobs: image.blobs, references: image.blobs });
+}
+
+/** Writes the image into home storage as a registry would, then notifies. */
+export async function pushImage(stack: Stack, image: ImageToWrite): Promise<AcceptedPush> {
+  await writeImage(stack.runtime.home, image);
+  const res = await notify(stack, envelopeFor(image));
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  return res.body.pushes[0] as AcceptedPush;
+}
+
+/** Waits until each of `regions` is complete or failed for the push. */
+export async function settled(stack: Stack, pushId: string, regions: readonly string[], timeoutMs = 30_000): Promise<RegionStatus[]> {
+  const store = new StatusStore(stack.runtime.state);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await store.push(pushId);
+    const mine = found?.regions.filter((r) => regions.includes(r.region)) ?? [];
+    if (mine.length === regions.length && mine.every((r) => r.state === 'complete' || r.state === 'failed')) return mine;
+    if (Date.now() > deadline) throw new Error(`push ${pushId} did not settle: ${JSON.stringify(found?.regions.map((r) => [r.region, r.state]))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
