@@ -3,10 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
-import { pushEnvelope, deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
+import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
 import type { JobOutcome } from '../../src/replication/replicate';
-import { StatusStore, type RegionStatus } from '../../src/replication/status';
+import { StatusStore } from '../../src/replication/status';
+import { envelopeFor, notify as notifyStack, pushImage, settled as settledIn } from '../support/pipeline';
 
 const REPLICAS = ['eastus', 'westeurope'];
 let stack: Stack;
@@ -28,37 +29,9 @@ afterAll(async () => {
   await stack?.close();
 });
 
-async function notify(envelope: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(stack.pushUrl, {
-    method: 'POST',
-    headers: { 'Content-Type': EVENTS_MEDIA_TYPE, Authorization: `Bearer ${stack.settings.pushSecret}`, ...headers },
-    body: typeof envelope === 'string' ? envelope : JSON.stringify(envelope),
-  });
-  return { status: res.status, body: (await res.json()) as any };
-}
-
-function envelopeFor(image: ImageToWrite) {
-  const root = image.manifests[image.manifests.length - 1];
-  return pushEnvelope({ repository: image.repository, tag: image.tag, manifest: root, blobs: image.blobs, references: image.blobs });
-}
-
-async function push(image: ImageToWrite) {
-  await writeImage(stack.runtime.home, image);
-  const res = await notify(envelopeFor(image));
-  expect(res.status, JSON.stringify(res.body)).toBe(202);
-  return res.body.pushes[0] as { pushId: string; jobs: Array<{ region: string; jobId: string; missingBlobs: number; missingBytes: number }>; duplicate: boolean };
-}
-
-async function settled(pushId: string, timeoutMs = 30_000): Promise<RegionStatus[]> {
-  const store = new StatusStore(stack.runtime.state);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await store.push(pushId);
-    if (found && found.regions.length === REPLICAS.length && found.regions.every((r) => r.state === 'complete' || r.state === 'failed')) return found.regions;
-    if (Date.now() > deadline) throw new Error(`push ${pushId} did not settle: ${JSON.stringify(found?.regions.map((r) => [r.region, r.state]))}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const notify = (envelope: unknown, headers: Record<string, string> = {}) => notifyStack(stack, envelope, headers);
+const push = (image: ImageToWrite) => pushImage(stack, image);
+const settled = (pushId: string) => settledIn(stack, pushId, REPLICAS);
 
 /** Every blob and link the home holds for the image is in the region, with the same content. */
 async function expectRegionMirrorsHome(region: string, image: ImageToWrite) {

@@ -3,12 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
-import { deleteEnvelope, EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender';
-import { writeImage, type ImageToWrite } from '../../src/registry/writer';
+import { deleteEnvelope } from '../../src/notifications/sender';
+import type { ImageToWrite } from '../../src/registry/writer';
 import type { JobOutcome } from '../../src/replication/replicate';
-import { StatusStore, type RegionStatus } from '../../src/replication/status';
+import type { RegionStatus } from '../../src/replication/status';
 import type { DeliveryOutcome } from '../../src/webhooks/deliver';
 import { verifySignature } from '../../src/webhooks/signature';
+import { notify as notifyStack, pushImage, settled as settledIn, type AcceptedPush } from '../support/pipeline';
 import { startSubscriber, type Received, type Subscriber } from './subscriber';
 
 /**
@@ -69,28 +70,13 @@ async function createWebhook(def: Record<string, unknown>): Promise<{ secret: st
 }
 
 async function notify(envelope: unknown) {
-  const res = await fetch(stack.pushUrl, { method: 'POST', headers: { 'Content-Type': EVENTS_MEDIA_TYPE, Authorization: `Bearer ${stack.settings.pushSecret}` }, body: JSON.stringify(envelope) });
-  const body = (await res.json()) as any;
-  expect(res.status, JSON.stringify(body)).toBe(202);
-  return body.pushes[0] as { pushId: string; jobs: Array<{ region: string; jobId: string }> };
+  const res = await notifyStack(stack, envelope);
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  return res.body.pushes[0] as AcceptedPush;
 }
 
-async function push(image: ImageToWrite) {
-  await writeImage(stack.runtime.home, image);
-  const root = image.manifests[image.manifests.length - 1];
-  return notify(pushEnvelope({ repository: image.repository, tag: image.tag, manifest: root, blobs: image.blobs, references: image.blobs }));
-}
-
-async function settled(pushId: string, timeoutMs = 30_000): Promise<RegionStatus[]> {
-  const store = new StatusStore(stack.runtime.state);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await store.push(pushId);
-    if (found && found.regions.length === REPLICAS.length && found.regions.every((r) => r.state === 'complete' || r.state === 'failed')) return found.regions;
-    if (Date.now() > deadline) throw new Error(`push ${pushId} did not settle`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const push = (image: ImageToWrite) => pushImage(stack, image);
+const settled = (pushId: string): Promise<RegionStatus[]> => settledIn(stack, pushId, REPLICAS);
 
 /** Every delivery message for these webhooks has been settled, and a moment more for anything late. */
 async function quiet(webhooks: string[], ms = 800) {
