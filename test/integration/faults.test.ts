@@ -1,0 +1,101 @@
+import { ServiceBusClient } from '@azure/service-bus';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated } from '../../src/cli/push-command';
+import { silentLogger } from '../../src/common/log';
+import { startLocalHost, type LocalHost } from '../../src/local/host';
+import { startStack, type Stack } from '../../src/local/stack';
+import { writeImage } from '../../src/registry/writer';
+import { envelopeFor, notify, pushImage, settled } from '../support/pipeline';
+
+/**
+ * Faults on the real stack: a plan too large for one message (claim check), a worker that died
+ * half-way through a copy, and a corrupt blob at home. Each ends with the region complete or a
+ * dead-letter with its reason, never a tag whose blobs are missing.
+ *
+ * The host here runs the westeurope trigger only; eastus jobs are taken by hand (a "worker" that
+ * then dies) or by a second host started when the test wants it.
+ */
+
+let stack: Stack;
+let sb: ServiceBusClient;
+const extraHosts: LocalHost[] = [];
+
+beforeAll(async () => {
+  // 1 KiB inline limit: any plan with more than a few descriptors goes to a blob.
+  stack = await startStack({ replicas: ['eastus', 'westeurope'], httpPort: 0, log: silentLogger, settings: { GEOREG_MAX_INLINE_PLAN_BYTES: '1024' }, host: { regions: ['westeurope'] } });
+  sb = new ServiceBusClient(stack.serviceBusConnectionString);
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(extraHosts.map((h) => h.close()));
+  await sb?.close();
+  await stack?.close();
+});
+
+async function eastusWorker(): Promise<void> {
+  extraHosts.push(await startLocalHost(stack.runtime, { regions: ['eastus'], port: 0, log: silentLogger }));
+}
+
+describe('faults', () => {
+  it('a worker that dies mid-copy leaves a partial blob and no tag; the redelivered job repairs it and commits', async () => {
+    const image = generated('fault/partial', '1', { generate: { layers: 4, layerSize: 200 * 1024 }, seed: 'partial' });
+    const p = await pushImage(stack, image);
+
+    // The first worker takes the eastus job, writes half of one layer, and dies (its lock is given up).
+    const receiver = sb.createReceiver('replication', 'eastus');
+    const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 10_000 });
+    expect(message.messageId).toBe(`${p.pushId}:eastus`);
+    const eastus = stack.runtime.regions.get('eastus')!;
+    const victim = image.blobs[2];
+    await eastus.writeBlob(victim.digest, (image.blobs[2].data as Buffer).subarray(0, victim.size / 2), { append: true });
+    await receiver.abandonMessage(message);
+    await receiver.close();
+    expect((await eastus.blobProperties(victim.digest))?.size).toBe(victim.size / 2);
+    expect(await eastus.readLink(eastus.layout.tagCurrentLink('fault/partial', '1'))).toBeUndefined();
+
+    await eastusWorker();
+    const [status] = await settled(stack, p.pushId, ['eastus']);
+    expect(status.state).toBe('complete');
+    expect(status.attempts).toBe(1);
+    expect((await eastus.blobProperties(victim.digest))?.size).toBe(victim.size);
+    expect((await eastus.readBlob(victim.digest, { verify: true })).equals(victim.data as Buffer)).toBe(true);
+    expect(await eastus.readLink(eastus.layout.tagCurrentLink('fault/partial', '1'))).toBe(image.manifests[0].digest);
+  });
+
+  it('a plan over the inline limit travels as a claim check and replicates the same', async () => {
+    const image = generated('fault/bigplan', '1', { generate: { layers: 30, layerSize: 1024 }, seed: 'bigplan' });
+    const p = await pushImage(stack, image);
+    const stored = await stack.runtime.state.list(`plans/${p.pushId}/`);
+    expect(stored.sort()).toEqual([`plans/${p.pushId}/eastus.json`, `plans/${p.pushId}/westeurope.json`]);
+    for (const r of await settled(stack, p.pushId, ['eastus', 'westeurope'])) {
+      expect(r.state).toBe('complete');
+      expect(r.blobs.copied).toBe(32);
+    }
+  });
+
+  it('a corrupt blob at home dead-letters the job naming digest and region, and the tag is not committed', async () => {
+    const image = generated('fault/corrupt', '1', { generate: { layers: 2, layerSize: 8 * 1024 }, seed: 'corrupt' });
+    await writeImage(stack.runtime.home, image);
+    const bad = image.blobs[1];
+    await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 7), { append: true });
+    const res = await notify(stack, envelopeFor(image));
+    expect(res.status).toBe(202);
+    for (const r of await settled(stack, res.body.pushes[0].pushId, ['eastus', 'westeurope'])) {
+      expect(r.state).toBe('failed');
+      expect(r.error).toContain('DigestMismatch');
+      expect(r.error).toContain(bad.digest);
+    }
+    for (const region of ['eastus', 'westeurope']) {
+      const dlq = sb.createReceiver('replication', region, { subQueueType: 'deadLetter' });
+      const [m] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 5000 });
+      expect(m?.deadLetterReason).toBe('DigestMismatch');
+      expect(m?.deadLetterErrorDescription).toContain(bad.digest);
+      expect(m?.deadLetterErrorDescription).toContain(region);
+      await dlq.completeMessage(m);
+      await dlq.close();
+      const target = stack.runtime.regions.get(region)!;
+      expect(await target.readLink(target.layout.tagCurrentLink('fault/corrupt', '1'))).toBeUndefined();
+      expect(await target.blobProperties(bad.digest)).toBeUndefined();
+    }
+  });
+});
