@@ -241,6 +241,30 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
     await Promise.all([...senders, ...receivers].map((x) => x.close()));
   });
 
+  it('one receiver settles more than a session buffer of deliveries (2,048) and keeps receiving', async () => {
+    const total = 2600;
+    const sender = client.createSender('load');
+    for (let b = 0; b < total / 200; b++) await sender.sendMessages(Array.from({ length: 200 }, (_, i) => ({ body: b * 200 + i })));
+    const receiver = client.createReceiver('load');
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      receiver.subscribe(
+        {
+          processMessage: async (m) => {
+            await receiver.completeMessage(m);
+            if (++received === total) resolve();
+          },
+          processError: async (args) => reject(args.error),
+        },
+        { autoCompleteMessages: false, maxConcurrentCalls: 16 },
+      );
+    });
+    expect(received).toBe(total);
+    await sleep(100);
+    expect(emulator.counts('load').active).toBe(0);
+    await Promise.all([sender.close(), receiver.close()]);
+  });
+
   it('exposes counts per entity for dashboards', async () => {
     const sender = client.createSender('t');
     await sender.sendMessages({ body: 'count me', applicationProperties: { region: 'eastus' } });

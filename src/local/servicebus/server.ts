@@ -374,12 +374,23 @@ export class EmulatorServer {
       // Settle: modified/released are echoed; a dead-letter (rejected) is confirmed as accepted,
       // since the SDK reads any error on the settling state as a failed settlement.
       const echo = outcome === 'modified' || outcome === 'released' ? (state as unknown as { described?: () => unknown } | undefined)?.described?.() : undefined;
-      delivery.update(true, echo ?? accepted());
+      settleFinally(delivery, echo ?? accepted());
     } catch (e) {
       if (!(e instanceof LockLostError)) throw e;
-      delivery.update(true, rejected({ condition: e.condition, description: e.message }));
+      settleFinally(delivery, rejected({ condition: e.condition, description: e.message }));
     }
   }
+}
+
+/**
+ * Settles a delivery for good. The SDK receives in settle mode "second": its disposition is
+ * unsettled and it settles once we have, without telling us. rhea keeps every delivery until both
+ * sides are settled, in a session buffer of 2,048, so without this the 2,049th delivery on a
+ * receiver never goes out. As Azure does, the sender forgets a delivery once it has settled it.
+ */
+function settleFinally(delivery: rhea.Delivery, state: unknown): void {
+  delivery.update(true, state as Parameters<rhea.Delivery["update"]>[1]);
+  (delivery as unknown as { remote_settled: boolean }).remote_settled = true;
 }
 
 function refuse(link: rhea.Sender | rhea.Receiver, condition: string, description: string): void {
