@@ -23,6 +23,10 @@ param prefix string = 'georeg'
 @minLength(16)
 param pushSecret string
 
+@description('Optional: also asked of every admin API call (replications, webhooks, route) besides the function key.')
+@secure()
+param adminSecret string = ''
+
 var regions = concat([ homeRegion ], replicaRegions)
 var suffix = uniqueString(resourceGroup().id)
 
@@ -105,7 +109,7 @@ resource apps 'Microsoft.Web/sites@2023-01-01' = [for (region, i) in regions: {
     httpsOnly: true
     siteConfig: {
       linuxFxVersion: 'Node|20'
-      appSettings: [
+      appSettings: concat([
         { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
         { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'node' }
         { name: 'AzureWebJobsStorage', value: regionSettings[i].connectionString }
@@ -118,7 +122,9 @@ resource apps 'Microsoft.Web/sites@2023-01-01' = [for (region, i) in regions: {
         { name: 'GEOREG_PUSH_SECRET', value: pushSecret }
         // The home app only plans; replicas run the replicate trigger for their own subscription.
         { name: 'AzureWebJobs.replicate.Disabled', value: region == homeRegion ? 'true' : 'false' }
-      ]
+      ], empty(adminSecret) ? [] : [
+        { name: 'GEOREG_ADMIN_SECRET', value: adminSecret }
+      ])
     }
   }
 }]
