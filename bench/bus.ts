@@ -1,10 +1,12 @@
+import { fork, type ChildProcess } from 'node:child_process';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
-import { startServiceBusEmulator } from '../src/local/servicebus';
 
 /**
  * `npm run bench:bus`: the embedded Service Bus emulator under the real SDK. Messages per second
  * end to end (1 KiB bodies: batched send → peek-lock receive → complete) with 1 and 8 receivers,
- * and resident memory with 100,000 messages queued. Measures and prints; asserts nothing.
+ * and resident memory with 100,000 messages queued. The emulator runs in a child process
+ * (bench/bus-emulator.ts), so client and broker each have a core and the memory figure is the
+ * emulator's own. Measures and prints; asserts nothing.
  */
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
@@ -13,9 +15,9 @@ const QUEUED = Number(args.get('queued') ?? 100_000);
 const body = 'x'.repeat(1024);
 
 async function main() {
-  const queue = (name: string) => ({ Name: name, Properties: { LockDuration: 'PT1M', MaxDeliveryCount: 10 } });
-  const emulator = await startServiceBusEmulator({ topology: { UserConfig: { Namespaces: [{ Name: 'bench', Queues: [queue('e2e1'), queue('e2e8'), queue('memory')], Topics: [] }] } } });
-  const client = new ServiceBusClient(emulator.connectionString);
+  const emulator = fork(require.resolve('./bus-emulator.ts'), [], { execArgv: ['--expose-gc', '--import', 'tsx'] });
+  const { connectionString } = await reply<{ connectionString: string }>(emulator, 'ready');
+  const client = new ServiceBusClient(connectionString);
   const rows: Array<Record<string, string | number>> = [];
 
   for (const receivers of [1, 8]) {
@@ -44,17 +46,33 @@ async function main() {
     await Promise.all(rs.map((r) => r.close()));
   }
 
-  gc();
-  const before = process.memoryUsage().rss;
+  const before = await measure(emulator, 'memory');
   await sendAll(client, 'memory', QUEUED);
-  gc();
-  const after = process.memoryUsage().rss;
-  rows.push({ scenario: `${QUEUED.toLocaleString()} x 1 KiB queued`, messages: emulator.counts('memory').active, 'RSS MB': Math.round(after / 1048576), 'RSS growth MB': Math.round((after - before) / 1048576) });
+  const after = await measure(emulator, 'memory');
+  rows.push({ scenario: `${QUEUED.toLocaleString()} x 1 KiB queued`, messages: after.counts.active, 'emulator RSS MB': Math.round(after.rss / 1048576), 'RSS growth MB': Math.round((after.rss - before.rss) / 1048576) });
 
   console.table(rows);
-  console.log(`node ${process.version}, ${require('node:os').cpus().length} cores (${require('node:os').cpus()[0]?.model ?? 'unknown cpu'}); emulator and SDK client share this process`);
+  console.log(`node ${process.version}, ${require('node:os').cpus().length} cores (${require('node:os').cpus()[0]?.model ?? 'unknown cpu'}); emulator in its own process, SDK client in this one`);
   await client.close();
-  await emulator.close();
+  emulator.send({ type: 'close' });
+}
+
+function reply<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: { type: string } & T) => {
+      if (m.type !== type) return;
+      child.off('message', onMessage);
+      resolve(m);
+    };
+    child.on('message', onMessage);
+    child.once('exit', (code) => reject(new Error(`the emulator process exited (${code})`)));
+  });
+}
+
+async function measure(child: ChildProcess, queue: string): Promise<{ rss: number; counts: { active: number } }> {
+  const answer = reply<{ rss: number; counts: { active: number } }>(child, 'measured');
+  child.send({ type: 'measure', queue });
+  return answer;
 }
 
 async function sendAll(client: ServiceBusClient, queue: string, count: number): Promise<void> {
@@ -70,10 +88,6 @@ async function sendAll(client: ServiceBusClient, queue: string, count: number): 
   }
   if (batch.count) await sender.sendMessages(batch);
   await sender.close();
-}
-
-function gc() {
-  (globalThis as { gc?: () => void }).gc?.();
 }
 
 main().catch((e) => {
