@@ -339,20 +339,37 @@ async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties)
   await blob.commitBlockList(ids, { blobHTTPHeaders: { blobContentType: sourceProps.contentType ?? 'application/octet-stream' }, abortSignal: signal });
 }
 
-/** Size always; sha256 when asked (server-side copies are read back). A bad copy is deleted. */
+/**
+ * Size always; sha256 when asked (server-side copies are read back). A bad copy is deleted. A
+ * read-back takes the size from its own response: one GET per blob, not a HEAD and a GET.
+ */
 async function verifyTarget(method: CopyMethod, request: CopyBlobRequest): Promise<BlobProperties> {
   const { source, target, digest, expectedSize, signal } = request;
   const path = target.layout.blobData(digest);
-  const props = await target.blobProperties(digest);
+  const readBack = request.verifyDigest && method !== 'stream';
+  let props: BlobProperties | undefined;
+  let body: NodeJS.ReadableStream | undefined;
+  if (readBack) {
+    try {
+      const res = await target.blobClient(digest).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
+      props = { size: res.contentLength ?? 0, blobType: (res.blobType ?? 'BlockBlob') as BlobType, contentType: res.contentType, etag: res.etag ?? '' };
+      body = res.readableStreamBody;
+    } catch (e) {
+      if ((e as Error)?.name === 'AbortError') throw e;
+      if (!isNotFound(e)) throw new RegionStorageError(`cannot read back ${digest} in ${target.region} (${path}) after ${method} from ${source.region}`, e);
+    }
+  } else {
+    props = await target.blobProperties(digest);
+  }
   if (!props) throw new RegionStorageError(`${method} of ${digest} from ${source.region} reported success but ${target.region} has no blob at ${path}; the job will be retried`);
   if (props.size !== expectedSize) {
+    (body as { destroy?: () => void } | undefined)?.destroy?.();
     await target.deleteBlob(path);
     throw new BlobSizeMismatchError(digest, expectedSize, props.size, target.region, `after ${method} from ${source.region}; the copy was deleted`);
   }
-  if (request.verifyDigest && method !== 'stream') {
-    const res = await target.blobClient(digest).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
+  if (readBack) {
     const digester = new Digester(parseDigest(digest).algorithm);
-    for await (const chunk of res.readableStreamBody ?? []) digester.update(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+    for await (const chunk of body ?? []) digester.update(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
     const actual = digester.digest();
     if (actual !== digest) {
       await target.deleteBlob(path);

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startAzurite, type Azurite } from '../../src/local/azurite';
 import { DigestMismatchError, digestOf } from '../../src/oci/digest';
@@ -108,6 +109,36 @@ describe('copyBlob between two Azurite instances', () => {
     const result = await copyBlob({ source: west, target: europe, digest, expectedSize: 0, verifyDigest: true });
     expect(result).toMatchObject({ method: 'stream', bytes: 0 });
     expect(await europe.blobProperties(digest)).toMatchObject({ size: 0 });
+  });
+});
+
+describe('copyBlob requests', () => {
+  /** The storage requests `fn` makes to the target account, as "METHOD" strings. */
+  async function requestsTo(account: string, fn: () => Promise<unknown>): Promise<string[]> {
+    const seen: string[] = [];
+    const onStart = (message: unknown) => {
+      const request = (message as { request: { method: string; path: string } }).request;
+      if (request.path.startsWith(`/${account}/`)) seen.push(request.method);
+    };
+    diagnostics_channel.subscribe('http.client.request.start', onStart);
+    try {
+      await fn();
+    } finally {
+      diagnostics_channel.unsubscribe('http.client.request.start', onStart);
+    }
+    return seen;
+  }
+
+  it('a verified server-side copy reads the target back once: its size comes from that read, no separate HEAD', async () => {
+    const { digest, data } = await layer(300 * 1024);
+    const methods = await requestsTo('eastus', () => copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: true, methods: ['copy-blob'] }));
+    expect(methods).toEqual(['PUT', 'GET']);
+  });
+
+  it('an unverified server-side copy checks the size with one HEAD', async () => {
+    const { digest, data } = await layer(1024);
+    const methods = await requestsTo('eastus', () => copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: false, methods: ['copy-blob'] }));
+    expect(methods).toEqual(['PUT', 'HEAD']);
   });
 });
 

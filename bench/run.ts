@@ -1,0 +1,541 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Command, Option } from 'commander';
+import type { DescriptorRef } from '../src/bus/messages';
+import { generated } from '../src/cli/push-command';
+import { parseGenerateSpec } from '../src/cli/target';
+import { forEachLimit } from '../src/common/pool';
+import type { Logger } from '../src/common/log';
+import { DEFAULT_HOME, DEFAULT_REPLICAS, startStack, type Stack } from '../src/local/stack';
+import { writeImage, type ImageToWrite } from '../src/registry/writer';
+import { copyCapabilities, type CopyMethod } from '../src/replication/copy';
+import type { RegionStatus } from '../src/replication/status';
+import {
+  BusTracker,
+  cpuSeconds,
+  descriptorsOf,
+  dropTargets,
+  freshTargets,
+  listMissing,
+  naiveCopy,
+  outcomeOf,
+  percentile,
+  pushThroughPipeline,
+  rawCopy,
+  StorageRequests,
+  type PipelinePush,
+  type PushOutcome,
+} from './measure';
+
+/**
+ * `npm run bench`: replication speed on the local stack against the raw-copy limit and a naive
+ * replicator, all measured in the same run so the machine's noise cancels out of the ratios.
+ * Prints one table, writes bench/results.json. Measures and prints; asserts nothing.
+ *
+ *   large         one image to every replica
+ *   incremental   then a second tag sharing all but one of its layers
+ *   many-small    many small images, a fixed number of pushes in flight (p50/p95 push→ready)
+ *   index         a multi-platform OCI index
+ *
+ * Per scenario: pipeline push→ready, bytes copied and bytes missing per region (found by listing
+ * the region before the push; they must be equal), blobs skipped, Service Bus messages, and the
+ * same blobs moved by the raw loop and by the naive replicator (see measure.ts).
+ */
+
+const program = new Command('bench')
+  .description('georeg replication benchmark: pipeline vs raw copy vs naive replicator, on the local stack')
+  .option('--large <layers>x<size>', 'the large image', '10x20MiB')
+  .option('--shared <n>', 'layers the incremental tag shares with the large image', '9')
+  .option('--small <layers>x<size>', 'each many-small image', '3x64KiB')
+  .option('--small-images <n>', 'how many small images', '200')
+  .option('--small-window <n>', 'small pushes in flight at once', '10')
+  .option('--index <layers>x<size>', 'layers per platform of the index (the first is shared by every platform)', '3x4MiB')
+  .option('--platforms <list>', 'platforms of the index', 'linux/amd64,linux/arm64,linux/arm/v7,linux/ppc64le')
+  .option('--replicas <n>', 'replica regions', '3')
+  .option('--copy-concurrency <n>', 'GEOREG_COPY_CONCURRENCY: parallel copies per job, and per region in the raw and naive loops', '8')
+  .option('--no-verify', 'GEOREG_VERIFY_DIGESTS=false: skip re-hashing copies (pipeline, raw and naive alike)')
+  .addOption(new Option('--only <names>', 'comma-separated scenarios').default('large,incremental,many-small,index'))
+  .option('--out <file>', 'results file', join(__dirname, 'results.json'))
+  .option('--repeat <n>', 'repetitions of the single-image scenarios (the table shows the median)', '3')
+  .option('--timeout <seconds>', 'per push', '300');
+
+type Flags = {
+  large: string;
+  shared: string;
+  small: string;
+  smallImages: string;
+  smallWindow: string;
+  index: string;
+  platforms: string;
+  replicas: string;
+  copyConcurrency: string;
+  verify: boolean;
+  only: string;
+  out: string;
+  repeat: string;
+  timeout: string;
+};
+
+interface Scenario {
+  name: string;
+  what: string;
+  /** The images of repetition `rep` (fresh content each time, so every repetition copies as much). */
+  images: (rep: number) => ImageToWrite[];
+  /** Pushes in flight at once (the raw and naive loops use the same window). */
+  window: number;
+  reps: number;
+  /** Pushed through the pipeline first, unmeasured, unless `after` ran (the base an incremental push builds on). */
+  setup?: { after: string; images: (rep: number) => ImageToWrite[] };
+}
+
+const log: Logger = { info: () => {}, warn: (m) => console.warn(`  ! ${m}`), error: (m) => console.error(`  ! ${m}`) };
+
+async function main(): Promise<void> {
+  const flags = program.parse().opts<Flags>();
+  const large = parseGenerateSpec(flags.large);
+  const small = parseGenerateSpec(flags.small);
+  const indexSpec = parseGenerateSpec(flags.index);
+  // At least one layer of the second tag is new, or there is nothing to measure.
+  const shared = Math.min(int(flags.shared, '--shared'), large.layers - 1);
+  const replicaCount = int(flags.replicas, '--replicas');
+  const replicas = Array.from({ length: replicaCount }, (_, i) => DEFAULT_REPLICAS[i] ?? `replica${i + 1}`);
+  const concurrency = int(flags.copyConcurrency, '--copy-concurrency');
+  const timeoutMs = int(flags.timeout, '--timeout') * 1000;
+  const reps = int(flags.repeat, '--repeat');
+  const largeImage = (rep: number) => generated('bench/large', `1-${rep}`, { generate: large, seed: `bench-large-${rep}` });
+
+  const scenarios: Scenario[] = [
+    { name: 'large', what: `1 image, ${flags.large}`, window: 1, reps, images: (rep) => [largeImage(rep)] },
+    {
+      name: 'incremental',
+      what: `2nd tag sharing ${shared} of ${large.layers} layers`,
+      window: 1,
+      reps,
+      images: (rep) => [generated('bench/large', `2-${rep}`, { generate: large, seed: `bench-incremental-${rep}`, seedBase: `bench-large-${rep}`, share: shared })],
+      setup: { after: 'large', images: (rep) => [largeImage(rep)] },
+    },
+    {
+      name: 'many-small',
+      what: `${flags.smallImages} images, ${flags.small}, ${flags.smallWindow} at a time`,
+      window: int(flags.smallWindow, '--small-window'),
+      reps: 1,
+      images: () => Array.from({ length: int(flags.smallImages, '--small-images') }, (_, i) => generated('bench/small', `t${i}`, { generate: small, seed: `bench-small-${i}` })),
+    },
+    {
+      name: 'index',
+      what: `${flags.platforms.split(',').length}-platform OCI index, ${flags.index} per platform`,
+      window: 1,
+      reps,
+      images: (rep) => [generated('bench/index', `1-${rep}`, { generate: indexSpec, platforms: flags.platforms, seed: `bench-index-${rep}` })],
+    },
+  ];
+  const wanted = flags.only.split(',').map((s) => s.trim());
+  for (const w of wanted) if (!scenarios.some((s) => s.name === w)) throw new Error(`--only: no scenario "${w}" (there are ${scenarios.map((s) => s.name).join(', ')})`);
+
+  const hostJson = JSON.parse(readFileSync(join(__dirname, '..', 'host.json'), 'utf8')) as { extensions?: { serviceBus?: { maxConcurrentCalls?: number } } };
+  const maxConcurrentCalls = hostJson.extensions?.serviceBus?.maxConcurrentCalls ?? 16;
+  const tracker = new BusTracker();
+  const startedAt = Date.now();
+  console.log(`bench: starting the local stack (home ${DEFAULT_HOME}, replicas ${replicas.join(', ')})...`);
+  const stack = await startStack({
+    replicas,
+    log,
+    settings: { GEOREG_COPY_CONCURRENCY: String(concurrency), GEOREG_VERIFY_DIGESTS: String(flags.verify) },
+    host: { onJob: tracker.onJob, onDelivery: tracker.onDelivery, maxConcurrentCalls },
+  });
+  const azuriteHost = new URL(/BlobEndpoint=([^;]+)/.exec(stack.storageConnectionString(DEFAULT_HOME))![1]).host;
+  const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer);
+  const results: ScenarioResult[] = [];
+  try {
+    const ctx: Ctx = { stack, tracker, requests, replicas, concurrency, verify: flags.verify, timeoutMs, done: new Set() };
+    // Unmeasured: the first push opens AMQP links, learns which copy primitive works, warms the JIT.
+    console.log('bench: warm-up push');
+    await runScenario(ctx, { name: 'warmup', what: 'warm-up', window: 1, reps: 1, images: () => [generated('bench/warmup', '1', { generate: { layers: 2, layerSize: 64 * 1024 }, seed: 'bench-warmup' })] });
+    for (const s of scenarios.filter((s) => wanted.includes(s.name))) {
+      console.log(`bench: ${s.name} (${s.what}${s.reps > 1 ? `, ${s.reps} repetitions` : ''})`);
+      results.push(await runScenario(ctx, s));
+      ctx.done.add(s.name);
+    }
+  } finally {
+    requests.close();
+    await stack.close();
+  }
+
+  const report = {
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: machine(),
+    settings: { home: DEFAULT_HOME, replicas, copyConcurrency: concurrency, verifyDigests: flags.verify, maxConcurrentCalls, repetitions: reps, storage: 'Azurite 3.35 (in memory, one account per region, child process)', serviceBus: 'embedded emulator (in process)' },
+    totalSeconds: +((Date.now() - startedAt) / 1000).toFixed(1),
+    scenarios: results,
+    targets: targets(results),
+  };
+  mkdirSync(dirname(flags.out), { recursive: true });
+  writeFileSync(flags.out, `${JSON.stringify(report, null, 2)}\n`);
+  console.log('');
+  printTable(results);
+  console.log('');
+  for (const t of report.targets) console.log(`target ${t.scenario}: ${t.target} → ${t.actual} ${t.met ? 'met' : 'MISSED'}`);
+  for (const r of results) for (const m of r.mismatches) console.log(`MISMATCH ${r.name}: ${m}`);
+  console.log(`\n${report.machine.cpu} (${report.machine.cores} cores), node ${report.machine.node}, ${report.totalSeconds} s in all; results in ${flags.out}`);
+  console.log(`\nmarkdown:\n\n${markdownTable(results)}`);
+}
+
+interface Ctx {
+  stack: Stack;
+  tracker: BusTracker;
+  requests: StorageRequests;
+  replicas: string[];
+  concurrency: number;
+  verify: boolean;
+  timeoutMs: number;
+  /** Scenarios run so far. */
+  done: Set<string>;
+}
+
+interface RegionFigures {
+  region: string;
+  missingBlobs: number;
+  missingBytes: number;
+  copiedBlobs: number;
+  copiedBytes: number;
+  skippedBlobs: number;
+  rawBytes: number;
+  naiveBytes: number;
+}
+
+interface Timing {
+  /** First push sent → last image ready (raw, naive: first copy started → last finished). */
+  totalMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  maxMs: number;
+}
+
+/** CPU seconds over a phase: this process (functions, emulator, bench) and Azurite (child process). */
+interface Cpu {
+  ours: number;
+  azurite: number;
+}
+
+interface Phase {
+  cpuSeconds: Cpu;
+  /** HTTP requests to Azurite: registry storage, and the pipeline's state documents. */
+  storageRequests: { registry: number; state: number };
+}
+
+/** One repetition of a scenario. */
+interface Run {
+  pipeline: Timing & Phase & { settledP95Ms: number; phasesP50Ms: { plan: number; queue: number; job: number } };
+  raw: Timing & Phase & { method: CopyMethod };
+  naive: Timing & Phase;
+  pipelineOverRaw: number;
+  naiveOverPipeline: number;
+  regions: RegionFigures[];
+  methods: Record<string, number>;
+  serviceBus: { messages: number; deliveries: number; webhookDeliveries: number };
+  mismatches: string[];
+}
+
+interface ScenarioResult {
+  name: string;
+  what: string;
+  images: number;
+  window: number;
+  /** Per-region parallelism of the raw and naive loops (the pipeline's GEOREG_COPY_CONCURRENCY per job). */
+  concurrencyPerRegion: number;
+  /** The median repetition by pipeline / raw; every repetition is in `runs`. */
+  median: Run;
+  pipelineOverRaw: number;
+  naiveOverPipeline: number;
+  mismatches: string[];
+  runs: Run[];
+}
+
+async function runScenario(ctx: Ctx, scenario: Scenario): Promise<ScenarioResult> {
+  const runs: Run[] = [];
+  let images = 0;
+  for (let rep = 1; rep <= scenario.reps; rep++) {
+    if (scenario.setup && !ctx.done.has(scenario.setup.after)) {
+      for (const image of scenario.setup.images(rep)) {
+        await writeImage(ctx.stack.runtime.home, image);
+        await pushThroughPipeline(ctx.stack, ctx.tracker, image, ctx.replicas, ctx.timeoutMs);
+      }
+    }
+    const batch = scenario.images(rep);
+    images = batch.length;
+    runs.push(await runOnce(ctx, scenario, batch, rep - 1));
+  }
+  const byRatio = [...runs].sort((a, b) => a.pipelineOverRaw - b.pipelineOverRaw);
+  const median = byRatio[Math.floor((byRatio.length - 1) / 2)];
+  return {
+    name: scenario.name,
+    what: scenario.what,
+    images,
+    window: scenario.window,
+    concurrencyPerRegion: ctx.concurrency,
+    median,
+    pipelineOverRaw: round(percentile(runs.map((r) => r.pipelineOverRaw), 50), 2),
+    naiveOverPipeline: round(percentile(runs.map((r) => r.naiveOverPipeline), 50), 2),
+    mismatches: runs.flatMap((r, i) => r.mismatches.map((m) => `repetition ${i + 1}: ${m}`)),
+    runs,
+  };
+}
+
+async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep: number): Promise<Run> {
+  const { stack, tracker, requests, replicas, concurrency, verify, timeoutMs } = ctx;
+  const home = stack.runtime.home;
+  // The registry's part (writing the home region) is not ours: done before any clock starts.
+  await forEachLimit(images, 4, async (image) => {
+    await writeImage(home, image);
+  });
+  const missing = await listMissing(stack, replicas, images);
+  const missingFor = (i: number) => new Map(replicas.map((r) => [r, missing.get(r)![i]] as [string, DescriptorRef[]]));
+
+  // Each phase starts on a quiet Azurite (no garbage collection left over from the last one).
+  const measured = async (run: () => Promise<void>): Promise<Phase> => {
+    await quiesce();
+    const cpu = cpuSeconds();
+    requests.take();
+    await run();
+    return phaseSince(cpu, requests);
+  };
+
+  // pipeline
+  const settled: PipelinePush[] = new Array(images.length);
+  let pipelinePhase!: Phase;
+  const pipeline = async () => {
+    pipelinePhase = await measured(() =>
+      forEachLimit([...images.keys()], scenario.window, async (i) => {
+        settled[i] = await pushThroughPipeline(stack, tracker, images[i], replicas, timeoutMs);
+      }),
+    );
+  };
+
+  // raw: the pipeline's copy primitive over the same missing blobs, into fresh containers. Which
+  // primitive the pipeline picks is in its capability cache (the warm-up push, run first, filled it).
+  let method: CopyMethod = 'copy-blob';
+  const rawTimes: number[] = new Array(images.length);
+  const rawBytes = new Map<string, number>();
+  let rawTotal = 0;
+  let rawPhase!: Phase;
+  const raw = async () => {
+    method = pipelineMethod(ctx);
+    const targets = await freshTargets(stack, replicas, `bench-raw-${scenario.name}`);
+    rawPhase = await measured(async () => {
+      const started = performance.now();
+      await forEachLimit([...images.keys()], scenario.window, async (i) => {
+        const r = await rawCopy(home, targets, missingFor(i), { concurrency, verifyDigest: verify, method });
+        rawTimes[i] = r.ms;
+        for (const [region, b] of r.bytes) rawBytes.set(region, (rawBytes.get(region) ?? 0) + b);
+      });
+      rawTotal = performance.now() - started;
+    });
+    await dropTargets(targets);
+  };
+
+  // naive: every blob of every image, downloaded and uploaded per region
+  const naiveTimes: number[] = new Array(images.length);
+  const naiveBytes = new Map<string, number>();
+  let naiveTotal = 0;
+  let naivePhase!: Phase;
+  const naive = async () => {
+    const targets = await freshTargets(stack, replicas, `bench-naive-${scenario.name}`);
+    naivePhase = await measured(async () => {
+      const started = performance.now();
+      await forEachLimit([...images.keys()], scenario.window, async (i) => {
+        const r = await naiveCopy(home, targets, descriptorsOf(images[i]), { concurrency, verifyDigest: verify });
+        naiveTimes[i] = r.ms;
+        for (const [region, b] of r.bytes) naiveBytes.set(region, (naiveBytes.get(region) ?? 0) + b);
+      });
+      naiveTotal = performance.now() - started;
+    });
+    await dropTargets(targets);
+  };
+
+  // The order rotates with the repetition, so going first (or last) favours none of the three.
+  const order = [pipeline, raw, naive];
+  for (let k = 0; k < order.length; k++) await order[(k + rep) % order.length]();
+
+  const pushes: PushOutcome[] = [];
+  for (const p of settled) pushes.push(await outcomeOf(stack, p, replicas));
+  const statuses = pushes.flatMap((p) => p.statuses);
+  const methods: Record<string, number> = {};
+  for (const s of statuses) for (const [m, n] of Object.entries(s.methods)) methods[m] = (methods[m] ?? 0) + n;
+
+  const regions = replicas.map((region) => figures(region, missing.get(region)!, statuses.filter((s) => s.region === region), rawBytes.get(region) ?? 0, naiveBytes.get(region) ?? 0));
+  const mismatches: string[] = [];
+  for (const r of regions) {
+    if (r.copiedBytes !== r.missingBytes || r.copiedBlobs !== r.missingBlobs) {
+      mismatches.push(`${r.region}: pipeline copied ${r.copiedBlobs} blobs / ${r.copiedBytes} bytes, the region lacked ${r.missingBlobs} / ${r.missingBytes}`);
+    }
+    if (r.rawBytes !== r.missingBytes) mismatches.push(`${r.region}: raw loop copied ${r.rawBytes} bytes, the region lacked ${r.missingBytes}`);
+  }
+  for (const m of Object.keys(methods)) if (m !== method) mismatches.push(`the pipeline copied ${methods[m]} blob(s) with ${m}; the raw loop used ${method}`);
+  const firstSent = Math.min(...pushes.map((p) => p.sentAt));
+  const pipelineTotal = Math.max(...pushes.map((p) => p.sentAt + p.readyMs)) - firstSent;
+  return {
+    pipeline: {
+      ...timing(pipelineTotal, pushes.map((p) => p.readyMs)),
+      ...pipelinePhase,
+      settledP95Ms: Math.round(percentile(pushes.map((p) => p.settledMs), 95)),
+      phasesP50Ms: phaseMedians(pushes),
+    },
+    raw: { ...timing(rawTotal, rawTimes), ...rawPhase, method },
+    naive: { ...timing(naiveTotal, naiveTimes), ...naivePhase },
+    pipelineOverRaw: round(pipelineTotal / rawTotal, 2),
+    naiveOverPipeline: round(naiveTotal / pipelineTotal, 2),
+    regions,
+    methods,
+    serviceBus: tracker.counts(pushes.map((p) => p.pushId)),
+    mismatches,
+  };
+}
+
+function figures(region: string, missing: DescriptorRef[][], statuses: RegionStatus[], rawBytes: number, naiveBytes: number): RegionFigures {
+  const lacked = missing.flat();
+  return {
+    region,
+    missingBlobs: lacked.length,
+    missingBytes: lacked.reduce((s, d) => s + d.size, 0),
+    copiedBlobs: statuses.reduce((s, r) => s + r.blobs.copied, 0),
+    copiedBytes: statuses.reduce((s, r) => s + r.bytes.copied, 0),
+    skippedBlobs: statuses.reduce((s, r) => s + r.blobs.skipped, 0),
+    rawBytes,
+    naiveBytes,
+  };
+}
+
+/** The primitive the pipeline uses from home to the replicas: the first its capability cache has not ruled out. */
+function pipelineMethod(ctx: Ctx): CopyMethod {
+  const home = ctx.stack.runtime.home.url;
+  const ruledOut = new Set(copyCapabilities().filter((c) => c.source === home && ctx.replicas.some((r) => ctx.stack.runtime.regions.get(r)!.url === c.target)).flatMap((c) => c.unsupported));
+  return (['put-blob-from-url', 'copy-blob', 'stream'] as CopyMethod[]).find((m) => !ruledOut.has(m))!;
+}
+
+/** Waits (at most 5 s) until Azurite has used under 5% of a core for 200 ms. */
+async function quiesce(): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const before = cpuSeconds().children;
+    await new Promise((r) => setTimeout(r, 200));
+    if (!(cpuSeconds().children - before > 0.01)) return;
+  }
+}
+
+function phaseSince(before: ReturnType<typeof cpuSeconds>, requests: StorageRequests): Phase {
+  const now = cpuSeconds();
+  return { cpuSeconds: { ours: round(now.ours - before.ours, 2), azurite: round(now.children - before.children, 2) }, storageRequests: requests.take() };
+}
+
+/** Medians over every (push, region) of: sent → planned, planned → job started, started → complete. */
+function phaseMedians(pushes: PushOutcome[]): { plan: number; queue: number; job: number } {
+  const all = pushes.flatMap((p) => p.phases);
+  return {
+    plan: Math.round(percentile(all.map((p) => p.planMs), 50)),
+    queue: Math.round(percentile(all.map((p) => p.queueMs), 50)),
+    job: Math.round(percentile(all.map((p) => p.jobMs), 50)),
+  };
+}
+
+function timing(totalMs: number, perImage: number[]): Timing {
+  return { totalMs: Math.round(totalMs), p50Ms: Math.round(percentile(perImage, 50)), p95Ms: Math.round(percentile(perImage, 95)), maxMs: Math.round(Math.max(...perImage)) };
+}
+
+function targets(results: ScenarioResult[]) {
+  const out: Array<{ scenario: string; target: string; actual: string; met: boolean }> = [];
+  const by = (name: string) => results.find((r) => r.name === name);
+  const large = by('large');
+  if (large) out.push({ scenario: 'large', target: 'pipeline / raw ≤ 1.15', actual: `${large.pipelineOverRaw}×`, met: large.pipelineOverRaw <= 1.15 });
+  const inc = by('incremental');
+  if (inc) out.push({ scenario: 'incremental', target: 'naive / pipeline ≥ 3', actual: `${inc.naiveOverPipeline}×`, met: inc.naiveOverPipeline >= 3 });
+  const small = by('many-small');
+  if (small) out.push({ scenario: 'many-small', target: 'p95 push→ready < 1 s', actual: `${small.median.pipeline.p95Ms} ms`, met: small.median.pipeline.p95Ms < 1000 });
+  return out;
+}
+
+function rows(results: ScenarioResult[]): Array<Record<string, string | number>> {
+  return results.map((r) => {
+    const m = r.median;
+    const same = <T>(values: T[]) => (values.every((v) => v === values[0]) ? String(values[0]) : values.join('/'));
+    const reqs = (p: Phase) => p.storageRequests.registry + p.storageRequests.state;
+    return {
+      scenario: r.name,
+      what: r.what,
+      'push→ready': r.images > 1 ? `p50 ${m.pipeline.p50Ms} / p95 ${m.pipeline.p95Ms} ms` : `${m.pipeline.totalMs} ms`,
+      'pipeline total': `${m.pipeline.totalMs} ms`,
+      raw: r.images > 1 ? `${m.raw.totalMs} ms (p95 ${m.raw.p95Ms})` : `${m.raw.totalMs} ms`,
+      naive: `${m.naive.totalMs} ms`,
+      'pipeline/raw': `${r.pipelineOverRaw}×`,
+      'naive/pipeline': `${r.naiveOverPipeline}×`,
+      'missing MiB/region': same(m.regions.map((x) => mib(x.missingBytes))),
+      'copied MiB/region': same(m.regions.map((x) => mib(x.copiedBytes))),
+      'copied = missing': r.mismatches.length === 0 ? 'yes' : 'NO',
+      'blobs copied/region': same(m.regions.map((x) => x.copiedBlobs)),
+      'skipped/region': same(m.regions.map((x) => x.skippedBlobs)),
+      'SB messages': m.serviceBus.messages + m.serviceBus.webhookDeliveries,
+      'storage requests pipeline/raw/naive': `${reqs(m.pipeline)}/${reqs(m.raw)}/${reqs(m.naive)}`,
+      'Azurite CPU s pipeline/raw/naive': `${m.pipeline.cpuSeconds.azurite}/${m.raw.cpuSeconds.azurite}/${m.naive.cpuSeconds.azurite}`,
+      method: Object.keys(m.methods).join(',') || '-',
+    };
+  });
+}
+
+function printTable(results: ScenarioResult[]): void {
+  const data = rows(results);
+  if (!data.length) return;
+  const columns = Object.keys(data[0]);
+  const width = columns.map((c) => Math.max(c.length, ...data.map((d) => String(d[c]).length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i])).join('  ');
+  console.log(line(columns));
+  console.log(line(width.map((w) => '-'.repeat(w))));
+  for (const d of data) console.log(line(columns.map((c) => String(d[c]))));
+}
+
+function markdownTable(results: ScenarioResult[]): string {
+  const data = rows(results);
+  if (!data.length) return '';
+  const columns = Object.keys(data[0]);
+  return [`| ${columns.join(' | ')} |`, `|${columns.map(() => '---').join('|')}|`, ...data.map((d) => `| ${columns.map((c) => d[c]).join(' | ')} |`)].join('\n');
+}
+
+function machine() {
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: join(__dirname, '..'), encoding: 'utf8' }).trim();
+  } catch {
+    // not a git checkout
+  }
+  return {
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: round(totalmem() / 1024 ** 3, 1),
+    os: `${process.platform} ${release()}`,
+    node: process.version,
+    date: new Date().toISOString(),
+    commit,
+  };
+}
+
+function int(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive whole number, got "${value}"`);
+  return n;
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(2);
+}
+
+function round(n: number, digits: number): number {
+  return Number.isFinite(n) ? +n.toFixed(digits) : n;
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
