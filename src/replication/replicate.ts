@@ -57,18 +57,12 @@ export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): 
     return { outcome: 'dead-letter', reason: 'UnknownRegion', description };
   }
   const status = new StatusStore(deps.state);
-  const existing = await status.region(job.pushId, job.region);
-  if (existing?.state === 'complete') {
+  const begun = await status.beginAttempt(newRegionStatus({ pushId: job.pushId, region: job.region, jobId: job.jobId, action: job.action, repository: job.repository, tag: job.tag, digest: job.action === 'push' ? job.manifest.digest : job.digest }));
+  if (begun.alreadyComplete) {
     deps.log.info(`${job.jobId}: already complete in ${job.region}, nothing to do`);
-    await deps.afterCommit?.(job, existing, true);
-    return { outcome: 'completed', status: existing, alreadyComplete: true };
+    await deps.afterCommit?.(job, begun.status, true);
+    return { outcome: 'completed', status: begun.status, alreadyComplete: true };
   }
-  if (!existing) {
-    // A job whose push record is gone (state container cleared, job re-sent by hand) still runs.
-    await status.ensureRegion(newRegionStatus({ pushId: job.pushId, region: job.region, jobId: job.jobId, action: job.action, repository: job.repository, tag: job.tag, digest: job.action === 'push' ? job.manifest.digest : job.digest }));
-  }
-  const startedAt = new Date();
-  await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? startedAt.toISOString(), error: undefined }));
   try {
     const done = job.action === 'push' ? await replicatePush(job, target, deps, status) : await replicateDelete(job, target, deps, status);
     await deps.afterCommit?.(job, done, false);

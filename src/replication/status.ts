@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DescriptorRef, RequestInfo } from '../bus/messages';
 import { statePaths } from '../storage/paths';
-import type { StateStore } from '../storage/state-store';
+import { StateNotFoundError, type StateStore } from '../storage/state-store';
 
 /**
  * The pipeline's record of each push and of each region's progress on it, as small JSON blobs in
@@ -59,7 +59,7 @@ export class StatusStore {
   async recordPush(push: PushRecord, regions: RegionStatus[], options: { latestForTag?: boolean } = {}): Promise<{ push: PushRecord; duplicate: boolean }> {
     const existing = await this.state.get(statePaths.push(push.pushId), PushRecord);
     if (existing) return { push: existing.value, duplicate: true };
-    for (const r of regions) await this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r);
+    await Promise.all(regions.map((r) => this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r)));
     const created = await this.createIfAbsent(statePaths.push(push.pushId), push);
     // A replica's back-fill job is not the tag's latest push: `status repo:tag` keeps showing every region.
     if (push.tag && options.latestForTag !== false) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
@@ -68,6 +68,26 @@ export class StatusStore {
 
   async ensureRegion(status: RegionStatus): Promise<void> {
     await this.createIfAbsent(statePaths.regionStatus(status.pushId, status.region), status);
+  }
+
+  /**
+   * Starts an attempt in one read and one write: the status moves to copying with the attempt
+   * counted, unless the region is complete already (then nothing is written). A status that is
+   * missing (the state container was cleared, a job re-sent by hand) is created from `init`.
+   */
+  async beginAttempt(init: RegionStatus): Promise<{ status: RegionStatus; alreadyComplete: boolean }> {
+    const path = statePaths.regionStatus(init.pushId, init.region);
+    const start = (s: RegionStatus): RegionStatus =>
+      s.state === 'complete' ? s : { ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? new Date().toISOString(), error: undefined, updatedAt: new Date().toISOString() };
+    let status: RegionStatus;
+    try {
+      status = await this.state.update(path, start, RegionStatus);
+    } catch (e) {
+      if (!(e instanceof StateNotFoundError)) throw e;
+      await this.ensureRegion(init);
+      status = await this.state.update(path, start, RegionStatus);
+    }
+    return { status, alreadyComplete: status.state === 'complete' };
   }
 
   async region(pushId: string, region: string): Promise<RegionStatus | undefined> {

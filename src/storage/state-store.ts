@@ -118,7 +118,7 @@ export class StateStore {
   /**
    * Read, apply `mutate`, write back only if nobody wrote in between (If-Match on the ETag);
    * otherwise read again and re-apply. `mutate` may run several times, so it must only compute.
-   * Returns the value written.
+   * Returns the value written; when `mutate` returns the very object it was given, nothing is written.
    *
    * One caveat of every ETag loop: if a write lands but its response is lost, the SDK's retry sees
    * 412 and the change is applied again on the new value. Keep mutations idempotent where that
@@ -129,6 +129,8 @@ export class StateStore {
       const current = await this.get(name, schema);
       if (!current) throw new StateNotFoundError(name, this.container.containerName);
       const next = await mutate(current.value);
+      // Nothing to change: no write (callers return the value they were given to say so).
+      if (next === current.value) return next;
       const checked = schema.safeParse(next);
       if (!checked.success) throw new StateSchemaError(name, `the update would write an invalid document: ${checked.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
       try {
