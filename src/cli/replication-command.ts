@@ -162,7 +162,7 @@ function details(v: ReplicaView): void {
   const s = v.sync;
   if (s) {
     console.log(`${s.kind} ${s.operationId}${s.repository ? ` (${s.repository})` : ''}: ${s.done.jobs}/${s.total.jobs} jobs over ${s.total.tags} tag(s), ${s.done.blobs}/${s.total.blobs} blobs, ${mib(s.done.bytes)}/${mib(s.total.bytes)} MiB copied; started ${s.startedAt}${s.completedAt ? `, finished ${s.completedAt}` : ''}`);
-    for (const f of s.failures) console.log(`  failed ${f.jobId}: ${f.reason}: ${f.description}`);
+    for (const f of s.failures) console.log(`  failed ${f.image ?? f.jobId} (job ${f.jobId}): ${f.reason}: ${f.description}`);
   }
   if (v.error) console.log(`error: ${v.error}`);
 }

@@ -29,7 +29,8 @@ export const SyncRun = z.object({
   done: z.object({ jobs: z.number().int().nonnegative(), blobs: z.number().int().nonnegative(), bytes: z.number().nonnegative() }),
   /** Jobs finished so far, one bit per job sequence number (base64): a redelivered job counts once. */
   finished: z.string(),
-  failures: z.array(z.object({ jobId: z.string(), reason: z.string(), description: z.string() })),
+  /** Jobs that dead-lettered (and tags that could not be planned), with the image they were for. */
+  failures: z.array(z.object({ jobId: z.string(), image: z.string().optional(), reason: z.string(), description: z.string() })),
   /** What the run found missing, per tag (resync reports it; capped, see `missingTruncated`). */
   missing: z.array(z.object({ repository: z.string(), tag: z.string(), blobs: z.number().int(), bytes: z.number(), links: z.number().int() })),
   missingTruncated: z.boolean().default(false),

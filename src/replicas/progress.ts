@@ -41,7 +41,7 @@ export async function recordReplicaFailure(job: ReplicationJob, reason: string, 
   const { operationId, seq } = job.sync;
   await updateRun(job.region, operationId, deps, (run) => {
     if (hasBit(run.finished, seq)) return run;
-    return { ...run, finished: setBit(run.finished, seq), done: { ...run.done, jobs: run.done.jobs + 1 }, failures: [...run.failures, { jobId: job.jobId, reason, description }].slice(-50) };
+    return { ...run, finished: setBit(run.finished, seq), done: { ...run.done, jobs: run.done.jobs + 1 }, failures: [...run.failures, { jobId: job.jobId, image: `${job.repository}:${job.tag ?? job.manifest.digest}`, reason, description }].slice(-50) };
   });
 }
 
@@ -69,7 +69,7 @@ export function settle(run: SyncRun): Pick<ReplicaRecord, 'status' | 'error'> & 
   if (run.done.jobs < run.total.jobs) return { status: 'Syncing', error: undefined, sync: run };
   const completed = { ...run, completedAt: run.completedAt ?? new Date().toISOString() };
   if (run.failures.length) {
-    return { status: 'Failed', error: `${run.failures.length} ${run.kind} job(s) failed: ${run.failures.slice(0, 3).map((f) => `${f.jobId}: ${f.reason}: ${f.description}`).join('; ')}`, sync: completed };
+    return { status: 'Failed', error: `${run.failures.length} ${run.kind} job(s) failed: ${run.failures.slice(0, 3).map((f) => `${f.image ?? f.jobId}: ${f.reason}: ${f.description}`).join('; ')}`, sync: completed };
   }
   return { status: 'Ready', error: undefined, sync: completed };
 }

@@ -87,7 +87,7 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
       const n = seq++;
       run.finished = setBit(run.finished, n);
       run.done.jobs += 1;
-      run.failures.push({ jobId: `${p.repository}:${p.tag}`, ...p.failure });
+      run.failures.push({ jobId: `${p.repository}:${p.tag}`, image: `${p.repository}:${p.tag}`, ...p.failure });
       continue;
     }
     if (!p.job || (kind === 'resync' && !missedSomething)) continue;

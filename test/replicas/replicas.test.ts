@@ -7,6 +7,7 @@ import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import type { ReplicaView } from '../../src/replicas/admin-api';
+import { writeImage } from '../../src/registry/writer';
 import type { RegionStorage } from '../../src/storage/region-storage';
 import { pushImage, settled } from '../support/pipeline';
 
@@ -113,7 +114,13 @@ describe('replica management', () => {
     const rules = [];
     for await (const rule of admin.listRules('replication', 'westeurope')) rules.push(rule);
     expect(rules.map((r) => [r.name, (r.filter as { sqlExpression: string }).sqlExpression])).toEqual([['region', "region = 'westeurope'"]]);
-    expect((await show('westeurope')).status).toBe('Syncing');
+      const syncing = await show('westeurope');
+      expect(syncing.status).toBe('Syncing');
+      // Held jobs are locked, and Service Bus counts locked messages as active: three jobs pending.
+      expect(syncing.pendingJobs).toBe(3);
+      expect(syncing.deadLetters).toBe(0);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await show('westeurope')).lagSeconds).toBeGreaterThanOrEqual(1);
     } finally {
       release();
       holds.delete('westeurope');
@@ -249,6 +256,27 @@ describe('replica management', () => {
     expect(list.map((r) => r.name)).toEqual(['westus']);
     const p = await pushImage(stack, generated('shop/solo', '1', { generate: { layers: 1, layerSize: 1024 }, seed: 'solo' }));
     expect(p.jobs).toEqual([]);
+  });
+
+  it('a back-fill job that cannot succeed leaves the replica Failed, naming the job and its reason', async () => {
+    const image = generated('shop/rotten', '1', { generate: { layers: 2, layerSize: 4096 }, seed: 'rotten' });
+    await writeImage(stack.runtime.home, image);
+    const bad = image.blobs[0];
+    await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 1), { append: true });
+    const created = await api('POST', '/replications', { name: 'northeurope', storage: stack.storageConnectionString('northeurope') });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const failed = await until('northeurope', ['Ready', 'Failed']);
+    expect(failed.status).toBe('Failed');
+    expect(failed.sync!.failures).toHaveLength(1);
+    expect(failed.sync!.failures[0]).toMatchObject({ reason: 'DigestMismatch' });
+    expect(failed.sync!.failures[0].description).toContain(bad.digest);
+    expect(failed.error).toContain('shop/rotten');
+    expect(failed.deadLetters).toBe(1);
+    const northeurope = storageOf('northeurope');
+    expect(await northeurope.readLink(northeurope.layout.tagCurrentLink('shop/rotten', '1'))).toBeUndefined();
+    // Every other tag made it.
+    expect(await northeurope.readLink(northeurope.layout.tagCurrentLink('shop/web', '1.0'))).toBe(images[0].manifests[0].digest);
+    expect(failed.sync!.done.jobs).toBe(failed.sync!.total.jobs);
   });
 
   it('refuses bad arguments with usage errors', async () => {
