@@ -24,7 +24,7 @@ import { startSync } from './sync';
  *   GET    /api/regions/route?repository=&tag=   regions that are enabled and hold the image complete
  *
  * Management needs the home region (the records live there), as in ACR: when home storage cannot
- * be reached, every call answers 503 and changes nothing, while jobs already queued keep running.
+ * be reached, every call answers 503 and changes nothing; jobs already on the bus are not touched.
  */
 
 export type ReplicaAdminRequest = AdminRequest;
@@ -253,6 +253,6 @@ async function notFound(name: string, deps: ReplicaAdminDeps): Promise<HttpOutpu
 function homeUnreachable(e: StateUnavailableError, deps: Pick<ReplicaAdminDeps, 'settings' | 'log'>): HttpOutput {
   deps.log.error(`replica management: home region unreachable: ${e.message}`);
   return json(503, {
-    error: `the home region (${deps.settings.homeRegion.name}) cannot be reached: replica management needs it, as in ACR, and changed nothing. Jobs already queued keep replicating. (${e.message})`,
+    error: `the home region (${deps.settings.homeRegion.name}) cannot be reached: replica management needs it, as in ACR, and changed nothing; jobs already on the bus are left as they are. Retry when the home storage answers. (${e.message})`,
   });
 }
