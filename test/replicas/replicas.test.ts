@@ -220,6 +220,9 @@ describe('replica management', () => {
     const again = await api('POST', '/replications/eastus/resync', {});
     expect(again.status).toBe(202);
     expect(again.body.replication).toMatchObject({ status: 'Ready', sync: { total: { jobs: 0 }, missing: [] } });
+    const one = await api('POST', '/replications/eastus/resync', { repository: 'shop/api' });
+    expect(one.body.replication.sync).toMatchObject({ kind: 'resync', repository: 'shop/api', total: { tags: 1, jobs: 0 } });
+    expect((await api('POST', '/replications/eastus/resync', { repository: 'Not A Repo' })).status).toBe(400);
   });
 
   it('delete stops new jobs and keeps the data; a later push does not reach the region', async () => {
