@@ -91,7 +91,8 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
   };
   let reconciling = Promise.resolve();
   const reconcile = () =>
-    (reconciling = reconciling.then(async () => {
+    // Chained so two reconciles never race; a failed one does not stop the next.
+    (reconciling = reconciling.catch(() => {}).then(async () => {
       const wanted = new Set(options.regions ?? (await rt.registry.list()).filter((r) => !r.home).map((r) => r.name));
       for (const region of wanted) if (!replicators.has(region)) startReplicator(region);
       for (const [region, receiver] of replicators) {

@@ -7,7 +7,7 @@ import type { Settings } from '../config/settings';
 import { isRepositoryName, isTag, statePaths } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import { StateUnavailableError, type StateStore } from '../storage/state-store';
-import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord } from './definition';
+import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type SyncRun } from './definition';
 import { LastSynced } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
 import { startSync } from './sync';
@@ -56,7 +56,7 @@ export interface ReplicaView {
   lagSeconds?: number;
   pendingJobs?: number;
   deadLetters?: number;
-  sync?: ReplicaRecord['sync'] extends infer S ? (S extends object ? Omit<S, 'finished'> : never) : never;
+  sync?: Omit<SyncRun, 'finished'>;
   createdAt?: string;
   updatedAt?: string;
 }
@@ -148,7 +148,7 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
   const record: ReplicaRecord = { version: 1, name, storage, endpointEnabled, status: 'Creating', createdAt: now, updatedAt: now };
   // A name deleted before leaves a tombstone (for a GEOREG_REGIONS region); a new create replaces it.
   const tombstone = await deps.registry.get(name, { includeDeleted: true });
-  if (tombstone) await deps.registry.putRecord({ ...record, storage: tombstone.source === 'settings' ? undefined : storage });
+  if (tombstone) await deps.registry.putRecord(record);
   else if (!(await deps.registry.createRecord(record))) return json(409, { error: `replication ${name} is being created by another call` });
   deps.log.info(`replication ${name}: creating (${maskStorage(storage)})`);
 
@@ -165,7 +165,14 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
   const syncing = await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Syncing' }));
   await deps.onRegionsChanged?.();
   const replica = (await deps.registry.get(name)) ?? { name, source: 'created' as const, storage, endpointEnabled, status: syncing.status, home: false, record: syncing };
-  await startSync(replica, 'backfill', deps);
+  try {
+    await startSync(replica, 'backfill', deps);
+  } catch (e) {
+    // The region receives new pushes already; what it lacks from before comes with a resync.
+    const error = `the back-fill could not be planned: ${(e as Error).message}; run \`georeg replication resync --region ${name}\``;
+    await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Failed', error }));
+    deps.log.error(`replication ${name}: ${error}`);
+  }
   return json(201, { replication: await view((await deps.registry.get(name))!, deps) });
 }
 

@@ -40,7 +40,7 @@ export type SyncRun = z.infer<typeof SyncRun>;
 export const ReplicaRecord = z.object({
   version: z.literal(1),
   name: RegionName,
-  /** Absent for a region from GEOREG_REGIONS: its storage comes from the settings. */
+  /** Absent for a region from GEOREG_REGIONS (its storage comes from the settings), unless it was deleted and created again with other storage. */
   storage: ReplicaStorage.optional(),
   endpointEnabled: z.boolean(),
   status: ReplicaStatus,

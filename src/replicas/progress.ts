@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { ReplicationJob } from '../bus/messages';
 import type { Logger } from '../common/log';
 import type { RegionStatus } from '../replication/status';
@@ -5,7 +6,6 @@ import { statePaths } from '../storage/paths';
 import { StateNotFoundError, type StateStore } from '../storage/state-store';
 import type { ReplicaRecord, SyncRun } from './definition';
 import type { ReplicaRegistry } from './registry';
-import { z } from 'zod';
 
 /**
  * What each finished job tells its region's replica record: the last push synced there, and for a
@@ -72,10 +72,6 @@ export function settle(run: SyncRun): Pick<ReplicaRecord, 'status' | 'error'> & 
     return { status: 'Failed', error: `${run.failures.length} ${run.kind} job(s) failed: ${run.failures.slice(0, 3).map((f) => `${f.image ?? f.jobId}: ${f.reason}: ${f.description}`).join('; ')}`, sync: completed };
   }
   return { status: 'Ready', error: undefined, sync: completed };
-}
-
-export function emptyBits(): string {
-  return '';
 }
 
 export function hasBit(bits: string, index: number): boolean {

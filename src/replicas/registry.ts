@@ -41,7 +41,7 @@ export class ReplicaRegistry {
       out.push({
         name: r.name,
         source: 'settings',
-        storage: r.connectionString ? { connectionString: r.connectionString } : { accountUrl: r.accountUrl },
+        storage: record?.storage ?? (r.connectionString ? { connectionString: r.connectionString } : { accountUrl: r.accountUrl }),
         endpointEnabled: record?.endpointEnabled ?? r.endpointEnabled,
         // The home region is the source: always complete, whatever a record says.
         status: home ? 'Ready' : (record?.status ?? 'Ready'),
