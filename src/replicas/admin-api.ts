@@ -8,7 +8,7 @@ import { isRepositoryName, isTag, statePaths } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import { StateUnavailableError, type StateStore } from '../storage/state-store';
 import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type SyncRun } from './definition';
-import { LastSynced } from './progress';
+import { collectBrokerDeadLetters, LastSynced } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
 import { startSync } from './sync';
 
@@ -228,6 +228,11 @@ async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaVi
   if (!replica.home) {
     try {
       queue = await regionQueue(deps.busAdmin(), deps.bus, deps.settings.serviceBus.replicationTopic, replica.name);
+      const run = replica.record?.sync;
+      if (queue?.deadLettered && run && replica.status === 'Syncing') {
+        const found = await collectBrokerDeadLetters(replica.name, run.operationId, { client: deps.bus, topic: deps.settings.serviceBus.replicationTopic }, deps);
+        if (found) replica = (await deps.registry.get(replica.name)) ?? replica;
+      }
     } catch (e) {
       queueError = `Service Bus: ${(e as Error).message}`;
     }

@@ -22,14 +22,22 @@ const CLI = join(__dirname, '../../bin/georeg.js');
 let stack: Stack;
 /** Jobs of a region are held here while its entry is set: the test sees Syncing before Ready. */
 const holds = new Map<string, Promise<void>>();
+/** Jobs of these regions fail every time (a transient error that never clears). */
+const outage = new Set<string>();
 
 beforeAll(async () => {
   stack = await startStack({
     replicas: ['eastus'],
-    spareAccounts: ['westeurope', 'northeurope'],
+    spareAccounts: ['westeurope', 'northeurope', 'southindia'],
     httpPort: 0,
     log: silentLogger,
-    host: { regionPollMs: 200, beforeJob: (region) => holds.get(region) ?? Promise.resolve() },
+    host: {
+      regionPollMs: 200,
+      beforeJob: async (region) => {
+        if (outage.has(region)) throw new Error(`simulated outage in ${region}`);
+        await holds.get(region);
+      },
+    },
   });
 }, 120_000);
 
@@ -280,6 +288,24 @@ describe('replica management', () => {
     // Every other tag made it.
     expect(await northeurope.readLink(northeurope.layout.tagCurrentLink('shop/web', '1.0'))).toBe(images[0].manifests[0].digest);
     expect(failed.sync!.done.jobs).toBe(failed.sync!.total.jobs);
+  });
+
+  it('jobs the broker dead-letters after repeated transient failures also end the back-fill as Failed', async () => {
+    outage.add('southindia');
+    try {
+      const created = await api('POST', '/replications', { name: 'southindia', storage: stack.storageConnectionString('southindia') });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const total = created.body.replication.sync.total.jobs;
+      expect(total).toBeGreaterThanOrEqual(5);
+      const failed = await until('southindia', ['Ready', 'Failed']);
+      expect(failed.status).toBe('Failed');
+      expect(failed.sync!.done.jobs).toBe(total);
+      expect(failed.sync!.failures).toHaveLength(total);
+      for (const f of failed.sync!.failures) expect(f.reason).toBe('MaxDeliveryCountExceeded');
+      expect(failed.deadLetters).toBe(total);
+    } finally {
+      outage.delete('southindia');
+    }
   });
 
   it('refuses bad arguments with usage errors', async () => {
