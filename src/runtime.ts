@@ -6,7 +6,7 @@ import { loadSettings, type Settings } from './config/settings';
 import type { PushDeps } from './replication/push';
 import type { ReplicateDeps } from './replication/replicate';
 import { recordReplicaFailure, recordReplicaProgress } from './replicas/progress';
-import { ReplicaRegistry } from './replicas/registry';
+import { ReplicaRegistry, settingStorage } from './replicas/registry';
 import type { ReplicaAdminDeps } from './replicas/admin-api';
 import type { RegionStorage } from './storage/region-storage';
 import { StateStore } from './storage/state-store';
@@ -40,7 +40,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
   const registry = new ReplicaRegistry(settings, state);
   const regions = new Map<string, RegionStorage>();
   for (const r of settings.regions) {
-    regions.set(r.name, registry.storageOf({ name: r.name, storage: r.connectionString ? { connectionString: r.connectionString } : { accountUrl: r.accountUrl } }));
+    regions.set(r.name, registry.storageOf({ name: r.name, storage: settingStorage(r) }));
   }
   const home = regions.get(settings.homeRegion.name)!;
   const bus = settings.serviceBus.connectionString

@@ -1,4 +1,4 @@
-import type { Settings } from '../config/settings';
+import type { Region, Settings } from '../config/settings';
 import { statePaths } from '../storage/paths';
 import { regionStorageFrom, type RegionStorage } from '../storage/region-storage';
 import { StateSchemaError, type StateStore } from '../storage/state-store';
@@ -22,6 +22,11 @@ export interface Replica {
   record?: ReplicaRecord;
 }
 
+/** A GEOREG_REGIONS entry's storage, in a record's terms. */
+export function settingStorage(region: Region): ReplicaStorage {
+  return region.connectionString ? { connectionString: region.connectionString } : { accountUrl: region.accountUrl };
+}
+
 /** Statuses in which a region receives the jobs of new pushes. */
 const RECEIVING: ReadonlySet<ReplicaStatus> = new Set(['Syncing', 'Ready', 'Failed']);
 
@@ -41,7 +46,7 @@ export class ReplicaRegistry {
       out.push({
         name: r.name,
         source: 'settings',
-        storage: record?.storage ?? (r.connectionString ? { connectionString: r.connectionString } : { accountUrl: r.accountUrl }),
+        storage: record?.storage ?? settingStorage(r),
         endpointEnabled: record?.endpointEnabled ?? r.endpointEnabled,
         // The home region is the source: always complete, whatever a record says.
         status: home ? 'Ready' : (record?.status ?? 'Ready'),
@@ -69,8 +74,11 @@ export class ReplicaRegistry {
 
   /** Storage of any known region, deleted ones included: jobs already queued for it still finish. */
   async storageFor(name: string): Promise<RegionStorage | undefined> {
-    const replica = await this.get(name, { includeDeleted: true });
-    return replica && this.storageOf(replica);
+    // One read (this runs for every job): the region's record, else its setting.
+    const record = await this.record(name);
+    const setting = this.settings.regions.find((r) => r.name === name);
+    const storage = record?.storage ?? (setting && settingStorage(setting));
+    return storage && this.storageOf({ name, storage });
   }
 
   storageOf(replica: Pick<Replica, 'name' | 'storage'>): RegionStorage {
