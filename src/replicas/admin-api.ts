@@ -162,9 +162,9 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
   }
   // From Syncing on, new pushes include the region; the back-fill lists tags after that moment,
   // so a push is either in the back-fill or sent to the region (or both: the jobs are idempotent).
-  const syncing = await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Syncing' }));
+  await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Syncing' }));
   await deps.onRegionsChanged?.();
-  const replica = (await deps.registry.get(name)) ?? { name, source: 'created' as const, storage, endpointEnabled, status: syncing.status, home: false, record: syncing };
+  const replica = (await deps.registry.get(name))!;
   try {
     await startSync(replica, 'backfill', deps);
   } catch (e) {

@@ -106,8 +106,7 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
   run.total.jobs = seq;
 
   // The run is on the record before any job is sent: a job that finishes at once finds it.
-  const settled = settle(run);
-  const record = await deps.registry.upsertRecord(replica, (r) => ({ ...r, ...settled, sync: settled.sync }));
+  const record = await deps.registry.upsertRecord(replica, (r) => ({ ...r, ...settle(run) }));
 
   const status = new StatusStore(deps.state);
   await forEachLimit(jobs, deps.settings.copyConcurrency, async (p) => {
