@@ -31,7 +31,9 @@ async function main() {
     const images = Array.from({ length: count }, (_, i) =>
       generated(`bench/app${i % 10}`, `v${i}`, { generate: { layers, layerSize }, seed: `img-${i}`, ...(i > 0 ? { seedBase: 'img-0', share: 1 } : {}) }),
     );
-    await forEachLimit(images, 4, async (image) => {
+    // The shared base layer first: two writers appending the same blob at once would collide.
+    await writeImage(stack.runtime.home, images[0]);
+    await forEachLimit(images.slice(1), 4, async (image) => {
       await writeImage(stack.runtime.home, image);
     });
     const unique = new Map(images.flatMap((i) => [...i.blobs, ...i.manifests]).map((b) => [b.digest, b.size]));

@@ -77,13 +77,19 @@ export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): 
   }
 }
 
-/** Copies running in this process, by target container and digest: concurrent jobs share one. */
-const copiesInFlight = new Map<string, Promise<unknown>>();
+/**
+ * Copies in this process by target container and digest, running or finished in the last minute:
+ * concurrent jobs share one copy, and a job that saw the blob missing just before another job's
+ * copy finished does not copy it again.
+ */
+const copies = new Map<string, { copying: Promise<unknown>; finishedAt?: number }>();
+const RECENT_COPY_MS = 60_000;
 
 async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
   const plan = await loadPlan(job, deps);
   const all = planDescriptors(plan);
   // The plan may be stale (another push copied a shared layer since): ask the region again.
+  const lookedAt = Date.now();
   const inventory = await target.hasBlobs(all.map((d) => d.digest), deps.settings.copyConcurrency);
   const toCopy = all.filter((d) => inventory.get(d.digest) !== d.size);
   // Layers and configs before manifests: a manifest blob never lands before what it references.
@@ -101,22 +107,27 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const joined = { blobs: 0, bytes: 0 };
   const copyOne = async (d: DescriptorRef) => {
     const key = `${target.url}\n${d.digest}`;
-    const running = copiesInFlight.get(key);
-    if (running) {
-      // Another job of this worker is copying the same blob (images sharing a base layer, a
-      // back-fill): wait for that copy instead of making a second one, and count it as skipped.
-      await running;
+    const other = copies.get(key);
+    // Another job of this worker is copying the same blob (images sharing a base layer, a
+    // back-fill), or finished it after this job looked: use that copy and count it as skipped.
+    if (other && (other.finishedAt === undefined || other.finishedAt > lookedAt)) {
+      await other.copying;
       joined.blobs += 1;
       joined.bytes += d.size;
       return;
     }
-    const copying = copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests });
-    copiesInFlight.set(key, copying);
+    const entry: { copying: Promise<Awaited<ReturnType<typeof copyBlob>>>; finishedAt?: number } = {
+      copying: copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests }),
+    };
+    copies.set(key, entry);
     let result;
     try {
-      result = await copying;
-    } finally {
-      copiesInFlight.delete(key);
+      result = await entry.copying;
+      entry.finishedAt = Date.now();
+      setTimeout(() => copies.get(key) === entry && copies.delete(key), RECENT_COPY_MS).unref();
+    } catch (e) {
+      copies.delete(key);
+      throw e;
     }
     progress.copied += 1;
     progress.bytes += result.bytes;
