@@ -83,6 +83,8 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
           options.onJob?.(region, outcome, message);
         },
         processError: async (args) => {
+          // A deleted region's subscription goes before its receiver here does: not worth a warning.
+          if ((args.error as { code?: string }).code === 'MessagingEntityNotFound' && !(await rt.registry.get(region))) return;
           log.warn(`replicate[${region}] receiver: ${args.error.message}`);
         },
       },

@@ -207,7 +207,7 @@ async function remove(name: string, purge: boolean, deps: ReplicaAdminDeps): Pro
     subscriptionRemoved: removedSubscription,
     dataKept: !purge,
     ...(purge ? { purgedBlobs: purged } : {}),
-    note: purge ? undefined : `the registry data in ${name} is kept; \`georeg replication delete ${name} --purge\` removes it`,
+    note: purge ? undefined : `the registry data in ${name} is kept; \`georeg replication delete --region ${name} --purge\` removes it`,
   });
 }
 
