@@ -20,5 +20,6 @@ app.http('regionRoute', {
   route: 'regions/route',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (request: HttpRequest, context: InvocationContext) => handleRouteRequest(Object.fromEntries(request.query), replicaAdminDeps(await runtime(), context)),
+  handler: async (request: HttpRequest, context: InvocationContext) =>
+    handleRouteRequest({ query: Object.fromEntries(request.query), headers: headersOf(request) }, replicaAdminDeps(await runtime(), context)),
 });

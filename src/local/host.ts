@@ -5,7 +5,6 @@ import type { Logger } from '../common/log';
 import { handlePushNotification, type HttpOutput } from '../replication/push';
 import { handleReplicationJob, type JobOutcome } from '../replication/replicate';
 import { handleStatusRequest } from '../replication/status-api';
-import { adminDenied } from '../common/http';
 import { handleReplicaAdmin, handleRouteRequest } from '../replicas/admin-api';
 import { pushDeps, replicaAdminDeps, replicateDeps, webhookAdminDeps, webhookDeliverDeps, type Runtime } from '../runtime';
 import { handleWebhookAdmin } from '../webhooks/admin-api';
@@ -178,8 +177,7 @@ async function route(req: IncomingMessage, res: ServerResponse, rt: Runtime, log
     return send(res, await handleReplicaAdmin({ method: req.method ?? 'GET', name, op, query, body: await readBody(req), headers: headersOf(req) }, replicaAdminDeps(rt, log, regionsChanged)));
   }
   if (req.method === 'GET' && path === '/api/regions/route') {
-    const denied = adminDenied(headersOf(req), rt.settings.adminSecret);
-    return send(res, denied ?? (await handleRouteRequest(Object.fromEntries(url.searchParams), replicaAdminDeps(rt, log))));
+    return send(res, await handleRouteRequest({ query: Object.fromEntries(url.searchParams), headers: headersOf(req) }, replicaAdminDeps(rt, log)));
   }
   send(res, { status: 404, jsonBody: { error: `no function serves ${req.method} ${path}` } });
 }

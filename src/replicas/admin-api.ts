@@ -92,7 +92,13 @@ export async function handleReplicaAdmin(req: ReplicaAdminRequest, deps: Replica
 }
 
 /** `GET /api/regions/route?repository=&tag=`: where a pull of the image can be served from now. */
-export async function handleRouteRequest(query: Record<string, string | undefined>, deps: Pick<ReplicaAdminDeps, 'registry' | 'settings' | 'log'>): Promise<HttpOutput> {
+export async function handleRouteRequest(
+  req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> },
+  deps: Pick<ReplicaAdminDeps, 'registry' | 'settings' | 'log'>,
+): Promise<HttpOutput> {
+  const denied = adminDenied(req.headers, deps.settings.adminSecret);
+  if (denied) return denied;
+  const { query } = req;
   const repository = query.repository;
   const tag = query.tag ?? 'latest';
   if (!repository || !isRepositoryName(repository)) return json(400, { error: 'give ?repository=<name> (a valid repository name) and optionally &tag=<tag> (default latest)' });
