@@ -162,9 +162,12 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
     const subscription = await ensureRegionSubscription(deps.busAdmin(), deps.settings.serviceBus.replicationTopic, name);
     deps.log.info(`replication ${name}: subscription ${deps.settings.serviceBus.replicationTopic}/${name} ${subscription}`);
   } catch (e) {
+    // Without its subscription the region would take no jobs: undo the record, so nothing changed.
+    if (tombstone) await deps.registry.putRecord({ ...record, status: 'Deleted' });
+    else await deps.registry.deleteRecord(name);
     const error = `cannot create subscription ${deps.settings.serviceBus.replicationTopic}/${name}: ${(e as Error).message}`;
-    await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Failed', error }));
-    return json(502, { error: `${error}; fix the Service Bus access and run \`georeg replication delete ${name}\` then create again` });
+    deps.log.error(`replication ${name}: ${error}`);
+    return json(502, { error: `${error}; nothing was created: fix the Service Bus access (the identity needs to manage entities) and create the replica again` });
   }
   // From Syncing on, new pushes include the region; the back-fill lists tags after that moment,
   // so a push is either in the back-fill or sent to the region (or both: the jobs are idempotent).

@@ -28,7 +28,7 @@ const outage = new Set<string>();
 beforeAll(async () => {
   stack = await startStack({
     replicas: ['eastus'],
-    spareAccounts: ['westeurope', 'northeurope', 'southindia'],
+    spareAccounts: ['westeurope', 'northeurope', 'southindia', 'japaneast'],
     httpPort: 0,
     log: silentLogger,
     host: {
@@ -306,6 +306,23 @@ describe('replica management', () => {
     } finally {
       outage.delete('southindia');
     }
+  });
+
+  it('a subscription that cannot be made leaves nothing created (502)', async () => {
+    const realAdmin = stack.runtime.busAdmin;
+    stack.runtime.busAdmin = () => {
+      throw new Error('Unauthorized: Manage claim required');
+    };
+    try {
+      const res = await api('POST', '/replications', { name: 'japaneast', storage: stack.storageConnectionString('japaneast') });
+      expect(res.status).toBe(502);
+      expect(res.body.error).toContain('cannot create subscription replication/japaneast: Unauthorized: Manage claim required; nothing was created');
+    } finally {
+      stack.runtime.busAdmin = realAdmin;
+    }
+    expect((await api('GET', '/replications/japaneast')).status).toBe(404);
+    const again = await api('POST', '/replications', { name: 'japaneast', storage: stack.storageConnectionString('japaneast') });
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
   });
 
   it('refuses bad arguments with usage errors', async () => {
