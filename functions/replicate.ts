@@ -10,6 +10,7 @@ app.serviceBusTopic('replicate', {
   subscriptionName: '%REGION_NAME%',
   handler: async (message: unknown, context: InvocationContext) => {
     const result = await handleReplicationJob(message, replicateDeps(await runtime(), context));
+    // 'rescheduled': the retry is already on the bus, so this message completes.
     if (result.outcome === 'dead-letter') {
       // Node functions cannot dead-letter explicitly (no message actions in the v4 model without
       // the preview SDK binding): fail the invocation; the region status already holds the reason,

@@ -1,5 +1,6 @@
 import { ServiceBusClient, type ServiceBusAdministrationClient, type ServiceBusSender } from '@azure/service-bus';
 import { createAdministrationClient } from './bus/admin';
+import { replicationJobMessage } from './bus/messages';
 import { DefaultAzureCredential } from '@azure/identity';
 import type { Logger } from './common/log';
 import { loadSettings, type Settings } from './config/settings';
@@ -99,6 +100,9 @@ export function replicateDeps(rt: Runtime, log: Logger): ReplicateDeps {
       await enqueueWebhookDeliveries(job, status, { state: rt.state, webhookSender: rt.webhookSender, log });
     },
     afterFailure: (job, reason, description) => recordReplicaFailure(job, reason, description, { registry: rt.registry, state: rt.state, log }),
+    reschedule: async (job, at) => {
+      await rt.replicationSender.scheduleMessages(replicationJobMessage(job), at);
+    },
   };
 }
 

@@ -45,6 +45,8 @@ const JobBase = z.object({
   repository: z.string().min(1),
   createdAt: z.string().datetime(),
   request: RequestInfo.optional(),
+  /** Retries scheduled so far after passing failures (absent on the first message). */
+  retry: z.number().int().positive().optional(),
 });
 
 export const PushJob = JobBase.extend({
@@ -83,7 +85,9 @@ export function replicationJobMessage(job: ReplicationJob): ServiceBusMessage {
   return {
     body: job,
     contentType: 'application/json',
-    messageId: job.jobId,
+    // A retry is a new message (duplicate detection would drop the job id again), and the same
+    // retry sent twice is dropped.
+    messageId: job.retry ? `${job.jobId}~retry${job.retry}` : job.jobId,
     correlationId: job.pushId,
     subject: `${job.action}:${job.repository}:${target}`,
     applicationProperties: { region: job.region, action: job.action, repository: job.repository, version: job.version },

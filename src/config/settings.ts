@@ -60,6 +60,9 @@ const RawSettings = z.object({
   GEOREG_VERIFY_DIGESTS: boolString.default('true'),
   GEOREG_COPY_CONCURRENCY: intString(1, 64).default('8'),
   GEOREG_MAX_INLINE_PLAN_BYTES: intString(1024, 1024 * 1024).default(String(192 * 1024)),
+  GEOREG_REPLICATE_MAX_ATTEMPTS: intString(1, 50).default('8'),
+  GEOREG_REPLICATE_RETRY_BASE_MS: intString(10, 3_600_000).default('10000'),
+  GEOREG_REPLICATE_RETRY_MAX_MS: intString(10, 24 * 3_600_000).default('300000'),
   GEOREG_WEBHOOK_ALLOW_PRIVATE: boolString.default('false'),
   GEOREG_WEBHOOK_MAX_ATTEMPTS: intString(1, 50).default('8'),
   GEOREG_WEBHOOK_TIMEOUT_MS: intString(100, 120_000).default('10000'),
@@ -80,6 +83,8 @@ export interface Settings {
   verifyDigests: boolean;
   copyConcurrency: number;
   maxInlinePlanBytes: number;
+  /** A replication job that fails for a passing reason is tried again this often, with this back-off (first and largest delay). */
+  replicate: { maxAttempts: number; retryBaseMs: number; retryMaxMs: number };
   /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
   webhooks: { allowPrivateTargets: boolean; maxAttempts: number; timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
 }
@@ -110,6 +115,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (duplicate) problems.push(`GEOREG_REGIONS: region "${duplicate}" is listed twice`);
   const home = s.GEOREG_REGIONS.find((r) => r.name === s.GEOREG_HOME_REGION);
   if (!home) problems.push(`GEOREG_HOME_REGION: "${s.GEOREG_HOME_REGION}" is not one of GEOREG_REGIONS (${names.join(', ')})`);
+  if (s.GEOREG_REPLICATE_RETRY_MAX_MS < s.GEOREG_REPLICATE_RETRY_BASE_MS) {
+    problems.push(`GEOREG_REPLICATE_RETRY_MAX_MS: ${s.GEOREG_REPLICATE_RETRY_MAX_MS} is below GEOREG_REPLICATE_RETRY_BASE_MS (${s.GEOREG_REPLICATE_RETRY_BASE_MS})`);
+  }
   if (s.GEOREG_WEBHOOK_RETRY_MAX_MS < s.GEOREG_WEBHOOK_RETRY_BASE_MS) {
     problems.push(`GEOREG_WEBHOOK_RETRY_MAX_MS: ${s.GEOREG_WEBHOOK_RETRY_MAX_MS} is below GEOREG_WEBHOOK_RETRY_BASE_MS (${s.GEOREG_WEBHOOK_RETRY_BASE_MS})`);
   }
@@ -134,6 +142,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     verifyDigests: s.GEOREG_VERIFY_DIGESTS,
     copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
     maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,
+    replicate: { maxAttempts: s.GEOREG_REPLICATE_MAX_ATTEMPTS, retryBaseMs: s.GEOREG_REPLICATE_RETRY_BASE_MS, retryMaxMs: s.GEOREG_REPLICATE_RETRY_MAX_MS },
     webhooks: {
       allowPrivateTargets: s.GEOREG_WEBHOOK_ALLOW_PRIVATE,
       maxAttempts: s.GEOREG_WEBHOOK_MAX_ATTEMPTS,

@@ -2,6 +2,7 @@ import { DescriptorRef, MessageSchemaError, ReplicationJob, ReplicationPlan, par
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
 import { DigestMismatchError } from '../oci/digest';
+import { backoffDelay } from '../common/backoff';
 import { forEachLimit } from '../common/pool';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
@@ -27,10 +28,18 @@ export interface ReplicateDeps {
   afterCommit?: (job: ReplicationJob, status: RegionStatus, alreadyComplete: boolean) => Promise<void>;
   /** Called when the job cannot succeed, before the host dead-letters it. */
   afterFailure?: (job: ReplicationJob, reason: string, description: string) => Promise<void>;
+  /**
+   * Sends the job again at `at` (a scheduled message). With it, a passing failure (storage or
+   * the network down for a while) is retried with back-off up to GEOREG_REPLICATE_MAX_ATTEMPTS
+   * and then dead-lettered with its last error; without it, the handler throws and Service Bus
+   * redelivers at once until MaxDeliveryCount.
+   */
+  reschedule?: (job: ReplicationJob, at: Date) => Promise<void>;
 }
 
 export type JobOutcome =
   | { outcome: 'completed'; status: RegionStatus; alreadyComplete: boolean }
+  | { outcome: 'rescheduled'; at: Date; error: string }
   | { outcome: 'dead-letter'; reason: string; description: string };
 
 /** A job that cannot succeed however often it is retried: the host dead-letters it with this reason. */
@@ -41,7 +50,10 @@ export class PermanentJobError extends Error {
   }
 }
 
-/** Throws for transient failures (the host abandons, Service Bus redelivers). */
+/**
+ * Settle by the outcome: complete on completed and rescheduled (the retry is already on the bus),
+ * dead-letter with the reason. Throws for a passing failure only when it cannot reschedule.
+ */
 export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): Promise<JobOutcome> {
   let job: ReplicationJob;
   try {
@@ -50,6 +62,36 @@ export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): 
     if (e instanceof MessageSchemaError) return { outcome: 'dead-letter', reason: 'MalformedJob', description: e.message };
     throw e;
   }
+  try {
+    return await runJob(job, deps);
+  } catch (e) {
+    if (!deps.reschedule) throw e;
+    return retryLater(job, e as Error, deps, deps.reschedule);
+  }
+}
+
+async function retryLater(job: ReplicationJob, error: Error, deps: ReplicateDeps, reschedule: NonNullable<ReplicateDeps['reschedule']>): Promise<JobOutcome> {
+  const { maxAttempts, retryBaseMs, retryMaxMs } = deps.settings.replicate;
+  const attempt = (job.retry ?? 0) + 1;
+  const status = new StatusStore(deps.state);
+  // The status is best effort here: the failure may be the home account itself.
+  const note = (mutate: (s: RegionStatus) => RegionStatus) => status.updateRegion(job.pushId, job.region, mutate).catch(() => undefined);
+  if (attempt >= maxAttempts) {
+    const reason = 'TransientFailuresExhausted';
+    const description = `${error.message} (attempt ${attempt} of ${maxAttempts}, GEOREG_REPLICATE_MAX_ATTEMPTS; job ${job.jobId}, region ${job.region})`;
+    await note((s) => ({ ...s, state: 'failed', error: `${reason}: ${description}` }));
+    await deps.afterFailure?.(job, reason, description);
+    deps.log.error(`${job.jobId}: ${reason}: ${description}`);
+    return { outcome: 'dead-letter', reason, description };
+  }
+  const at = new Date(Date.now() + backoffDelay({ maxAttempts, baseDelayMs: retryBaseMs, maxDelayMs: retryMaxMs, jitter: 0.2 }, attempt));
+  await reschedule({ ...job, retry: attempt }, at);
+  await note((s) => ({ ...s, state: 'pending', error: `attempt ${attempt} failed, retrying at ${at.toISOString()}: ${error.message}` }));
+  deps.log.warn(`${job.jobId}: attempt ${attempt} of ${maxAttempts} failed (${error.message}); retrying at ${at.toISOString()}`);
+  return { outcome: 'rescheduled', at, error: error.message };
+}
+
+async function runJob(job: ReplicationJob, deps: ReplicateDeps): Promise<JobOutcome> {
   const target = await deps.regionStorage(job.region);
   if (!target) {
     const description = `job ${job.jobId} is for region "${job.region}", which is neither in GEOREG_REGIONS nor created with \`georeg replication create\``;

@@ -1,4 +1,7 @@
+import { backoffDelay, type RetryPolicy } from '../common/backoff';
 import type { AttemptResult, Delivery, Sink } from './sink';
+
+export { backoffDelay, nominalRetryWindowMs, type RetryPolicy } from '../common/backoff';
 
 /**
  * The retry policy, as a wrapper around a sink: it lets the sink make one attempt and decides what
@@ -7,14 +10,6 @@ import type { AttemptResult, Delivery, Sink } from './sink';
  * whichever instance handles it. The defaults (8 attempts, 30 s doubling to at most 30 min, ±20 %
  * jitter) spread the attempts over about an hour.
  */
-
-export interface RetryPolicy {
-  maxAttempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]. */
-  jitter: number;
-}
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, baseDelayMs: 30_000, maxDelayMs: 30 * 60_000, jitter: 0.2 };
 
@@ -25,20 +20,6 @@ export type Decision =
 
 export type Attempted = AttemptResult & { decision: Decision };
 export type DecidingSink = (delivery: Delivery) => Promise<Attempted>;
-
-/** The wait after attempt `attempt` (1-based) failed: base × 2^(attempt-1), capped, jittered. */
-export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
-  const factor = 1 - policy.jitter + 2 * policy.jitter * random();
-  return Math.max(0, Math.round(exponential * factor));
-}
-
-/** The nominal (un-jittered) total wait across every retry: what the settings add up to. */
-export function nominalRetryWindowMs(policy: RetryPolicy): number {
-  let total = 0;
-  for (let a = 1; a < policy.maxAttempts; a++) total += Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (a - 1));
-  return total;
-}
 
 export function retrying(sink: Sink, policy: RetryPolicy, options: { random?: () => number } = {}): DecidingSink {
   return async (delivery) => {

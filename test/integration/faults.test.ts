@@ -9,7 +9,8 @@ import { envelopeFor, notify, pushImage, settled } from '../support/pipeline';
 
 /**
  * Faults on the real stack: a plan too large for one message (claim check), a worker that died
- * half-way through a copy, and a corrupt blob at home. Each ends with the region complete or a
+ * half-way through a copy, a corrupt blob at home, and a region whose storage fails for a while
+ * (or for good). Each ends with the region complete or a
  * dead-letter with its reason, never a tag whose blobs are missing.
  *
  * The host here runs the westeurope trigger only; eastus jobs are taken by hand (a "worker" that
@@ -22,7 +23,14 @@ const extraHosts: LocalHost[] = [];
 
 beforeAll(async () => {
   // 1 KiB inline limit: any plan with more than a few descriptors goes to a blob.
-  stack = await startStack({ replicas: ['eastus', 'westeurope'], httpPort: 0, log: silentLogger, settings: { GEOREG_MAX_INLINE_PLAN_BYTES: '1024' }, host: { regions: ['westeurope'] } });
+  stack = await startStack({
+    replicas: ['eastus', 'westeurope'],
+    httpPort: 0,
+    log: silentLogger,
+    // Passing failures retried 3 times in all, 100-200 ms apart, so the retry paths run in a second.
+    settings: { GEOREG_MAX_INLINE_PLAN_BYTES: '1024', GEOREG_REPLICATE_MAX_ATTEMPTS: '3', GEOREG_REPLICATE_RETRY_BASE_MS: '100', GEOREG_REPLICATE_RETRY_MAX_MS: '200' },
+    host: { regions: ['westeurope'] },
+  });
   sb = new ServiceBusClient(stack.serviceBusConnectionString);
 }, 120_000);
 
@@ -98,4 +106,54 @@ describe('faults', () => {
       expect(await target.blobProperties(bad.digest)).toBeUndefined();
     }
   });
+
+  it('a passing failure is retried with back-off through scheduled messages, then the job completes', async () => {
+    const restore = failStorage('westeurope', 2);
+    try {
+      const image = generated('fault/flaky', '1', { generate: { layers: 1, layerSize: 2048 }, seed: 'flaky' });
+      const p = await pushImage(stack, image);
+      const [r] = await settled(stack, p.pushId, ['westeurope']);
+      expect(r.state).toBe('complete');
+      expect(r.error).toBeUndefined();
+      const westeurope = stack.runtime.regions.get('westeurope')!;
+      expect(await westeurope.readLink(westeurope.layout.tagCurrentLink('fault/flaky', '1'))).toBe(image.manifests[0].digest);
+    } finally {
+      restore();
+    }
+  });
+
+  it('a failure that does not pass dead-letters after the last attempt with its last error', async () => {
+    const restore = failStorage('westeurope', Infinity);
+    try {
+      const image = generated('fault/down', '1', { generate: { layers: 1, layerSize: 2048 }, seed: 'down' });
+      const p = await pushImage(stack, image);
+      const [r] = await settled(stack, p.pushId, ['westeurope']);
+      expect(r.state).toBe('failed');
+      expect(r.error).toContain('TransientFailuresExhausted');
+      const dlq = sb.createReceiver('replication', 'westeurope', { subQueueType: 'deadLetter' });
+      const [m] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 5000 });
+      expect(m?.deadLetterReason).toBe('TransientFailuresExhausted');
+      expect(m?.deadLetterErrorDescription).toContain('storage of westeurope unreachable (simulated)');
+      expect(m?.deadLetterErrorDescription).toContain('attempt 3 of 3');
+      expect(m?.messageId).toBe(`${p.pushId}:westeurope~retry2`);
+      await dlq.completeMessage(m);
+      await dlq.close();
+    } finally {
+      restore();
+    }
+  });
 });
+
+/** The next `times` lookups of the region's storage fail as an outage would; returns the undo. */
+function failStorage(region: string, times: number): () => void {
+  const registry = stack.runtime.registry;
+  const real = registry.storageFor;
+  let left = times;
+  registry.storageFor = async (name: string) => {
+    if (name === region && left-- > 0) throw new Error(`storage of ${region} unreachable (simulated)`);
+    return real.call(registry, name);
+  };
+  return () => {
+    registry.storageFor = real;
+  };
+}
