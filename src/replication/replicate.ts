@@ -130,7 +130,9 @@ const RECENT_COPY_MS = 60_000;
 async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
   const plan = await loadPlan(job, deps);
   const all = planDescriptors(plan);
-  // The plan may be stale (another push copied a shared layer since): ask the region again.
+  // The plan may be stale both ways (another push copied a shared layer since; a blob the region
+  // had was deleted there since): ask the region again about every blob, so a tag never lands
+  // over a missing one.
   const lookedAt = Date.now();
   const inventory = await target.hasBlobs(all.map((d) => d.digest), deps.settings.copyConcurrency);
   const toCopy = all.filter((d) => inventory.get(d.digest) !== d.size);

@@ -1,10 +1,12 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { replicationJobMessage, type PushJob } from '../../src/bus/messages';
 import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startLocalHost, type LocalHost } from '../../src/local/host';
 import { startStack, type Stack } from '../../src/local/stack';
 import { writeImage } from '../../src/registry/writer';
+import { StatusStore } from '../../src/replication/status';
 import { envelopeFor, notify, pushImage, settled } from '../support/pipeline';
 
 /**
@@ -141,6 +143,44 @@ describe('faults', () => {
     } finally {
       restore();
     }
+  });
+
+  it('a job whose plan is stale looks up every blob again, and copies one that went missing since', async () => {
+    const image = generated('fault/stale', '1', { generate: { layers: 2, layerSize: 4096 }, seed: 'stale' });
+    const p = await pushImage(stack, image);
+    await settled(stack, p.pushId, ['westeurope']);
+    const westeurope = stack.runtime.regions.get('westeurope')!;
+    const gone = image.blobs[0];
+    await westeurope.deleteBlob(westeurope.layout.blobData(gone.digest));
+
+    // The same image again, planned when the region still had everything.
+    const all = [...image.blobs, ...image.manifests].map(({ digest, mediaType, size }) => ({ digest, mediaType, size }));
+    const job: PushJob = {
+      version: 1,
+      jobId: 'stale-plan:westeurope',
+      pushId: 'stale-plan',
+      eventId: 'stale-plan',
+      region: 'westeurope',
+      repository: 'fault/stale',
+      tag: '1',
+      createdAt: new Date(Date.now() - 60_000).toISOString(),
+      action: 'push',
+      manifest: all[all.length - 1],
+      plan: { inline: { manifests: all.slice(-1), blobs: all.slice(0, -1), missing: [], foreign: [] } },
+    };
+    const sender = sb.createSender('replication');
+    await sender.sendMessages(replicationJobMessage(job));
+    await sender.close();
+    // No push record for a job sent by hand: the job makes its region status itself.
+    const statuses = new StatusStore(stack.runtime.state);
+    let r = await statuses.region('stale-plan', 'westeurope');
+    for (let i = 0; i < 200 && r?.state !== 'complete' && r?.state !== 'failed'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      r = await statuses.region('stale-plan', 'westeurope');
+    }
+    expect(r!.state).toBe('complete');
+    expect(r!.blobs.copied).toBe(1);
+    expect((await westeurope.blobProperties(gone.digest))?.size).toBe(gone.size);
   });
 });
 
