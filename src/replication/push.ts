@@ -48,7 +48,8 @@ export interface AcceptedPush {
 }
 
 export async function handlePushNotification(input: HttpInput, deps: PushDeps): Promise<HttpOutput> {
-  if (!authorized(input.headers.authorization, deps.settings.pushSecret)) {
+  // Distribution's endpoint `headers` send the value as configured: bare, or as a Bearer token.
+  if (!secretMatches(input.headers.authorization, deps.settings.pushSecret)) {
     return { status: 401, jsonBody: { error: 'missing or wrong Authorization header: send the push secret (GEOREG_PUSH_SECRET) as Distribution endpoint headers do' }, headers: { 'WWW-Authenticate': 'Bearer realm="georeg"' } };
   }
   let events: ClassifiedEvent[];
@@ -223,9 +224,4 @@ export function pushIdFor(eventId: string): string {
 
 export function jobIdFor(eventId: string, region: string): string {
   return `${pushIdFor(eventId)}:${region}`;
-}
-
-/** Distribution's endpoint `headers` send the value as configured: accept the secret bare or as a Bearer token. */
-function authorized(header: string | undefined, secret: string): boolean {
-  return secretMatches(header, secret);
 }
