@@ -68,7 +68,25 @@ const RawSettings = z.object({
   GEOREG_WEBHOOK_TIMEOUT_MS: intString(100, 120_000).default('10000'),
   GEOREG_WEBHOOK_RETRY_BASE_MS: intString(10, 3_600_000).default('30000'),
   GEOREG_WEBHOOK_RETRY_MAX_MS: intString(10, 24 * 3_600_000).default('1800000'),
+  // NCRONTAB, six fields with seconds first (as Azure Functions timer triggers read it).
+  GEOREG_RECONCILE_SCHEDULE: z
+    .string()
+    .trim()
+    .refine((v) => v.split(/\s+/).length === 6, 'expected an NCRONTAB expression of six fields, seconds first (e.g. "0 */5 * * * *")')
+    .default('0 */5 * * * *'),
 });
+
+/**
+ * The value a `%NAME%` binding expression in functions/ resolves to: the environment's, else the
+ * setting's default here (the Functions host needs it set; the local host fills it in).
+ */
+export function bindingSetting(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env[name] !== undefined) return env[name];
+  const field = (RawSettings.shape as Record<string, z.ZodTypeAny>)[name];
+  if (!field) return undefined;
+  const parsed = field.safeParse(undefined);
+  return parsed.success && typeof parsed.data === 'string' ? parsed.data : undefined;
+}
 
 export interface Settings {
   homeRegion: Region;
@@ -87,6 +105,8 @@ export interface Settings {
   replicate: { maxAttempts: number; retryBaseMs: number; retryMaxMs: number };
   /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
   webhooks: { allowPrivateTargets: boolean; maxAttempts: number; timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
+  /** Anti-entropy: how often each replica's tags are compared with home's (NCRONTAB, seconds first). */
+  reconcile: { schedule: string };
 }
 
 export class SettingsError extends Error {
@@ -150,5 +170,6 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       retryBaseMs: s.GEOREG_WEBHOOK_RETRY_BASE_MS,
       retryMaxMs: s.GEOREG_WEBHOOK_RETRY_MAX_MS,
     },
+    reconcile: { schedule: s.GEOREG_RECONCILE_SCHEDULE },
   };
 }
