@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ServiceBusMessage } from '@azure/service-bus';
+import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
 import { z } from 'zod';
 import { DigestSchema } from '../oci/digest';
 
@@ -92,6 +92,20 @@ export function replicationJobMessage(job: ReplicationJob): ServiceBusMessage {
     subject: `${job.action}:${job.repository}:${target}`,
     applicationProperties: { region: job.region, action: job.action, repository: job.repository, version: job.version },
   };
+}
+
+/** In as few batches as fit (a batch is capped by the entity's message size limit). */
+export async function sendInBatches(sender: ServiceBusSender, messages: ServiceBusMessage[]): Promise<void> {
+  if (!messages.length) return;
+  let batch = await sender.createMessageBatch();
+  for (const m of messages) {
+    if (batch.tryAddMessage(m)) continue;
+    if (batch.count === 0) throw new Error(`message ${String(m.messageId)} does not fit in one Service Bus message`);
+    await sender.sendMessages(batch);
+    batch = await sender.createMessageBatch();
+    if (!batch.tryAddMessage(m)) throw new Error(`message ${String(m.messageId)} does not fit in one Service Bus message`);
+  }
+  if (batch.count) await sender.sendMessages(batch);
 }
 
 /** Parses a received body; throws MessageSchemaError (the handler dead-letters with its text). */

@@ -59,3 +59,24 @@ export async function writeImage(storage: RegionStorage, image: ImageToWrite, co
   }
   return result;
 }
+
+/** Deletes a tag as a registry does (`DELETE /v2/<name>/manifests/<tag>` in Distribution 3): its whole tag directory. */
+export async function deleteTag(storage: RegionStorage, repository: string, tag: string): Promise<void> {
+  await storage.deletePrefix(`${storage.layout.tagDirectory(repository, tag)}/`);
+}
+
+/**
+ * Deletes a manifest by digest as Distribution does: every tag pointing at it, then its revision
+ * link. Blob data stays (garbage collection's job). Returns the tags removed.
+ */
+export async function deleteManifest(storage: RegionStorage, repository: string, digest: string): Promise<string[]> {
+  const { layout } = storage;
+  const removed: string[] = [];
+  for (const tag of await storage.listTags(repository)) {
+    if ((await storage.readLink(layout.tagCurrentLink(repository, tag))) !== digest) continue;
+    await deleteTag(storage, repository, tag);
+    removed.push(tag);
+  }
+  await storage.deleteBlob(layout.manifestRevisionLink(repository, digest));
+  return removed;
+}

@@ -25,7 +25,8 @@ export const LastSynced = z.object({ pushId: z.string(), repository: z.string(),
 export type LastSynced = z.infer<typeof LastSynced>;
 
 export async function recordReplicaProgress(job: ReplicationJob, status: RegionStatus, alreadyComplete: boolean, deps: ProgressDeps): Promise<void> {
-  if (!alreadyComplete) {
+  // A superseded job left the tag to a newer push: it is not what the region last synced.
+  if (!alreadyComplete && status.state === 'complete') {
     const last: LastSynced = { pushId: job.pushId, repository: job.repository, tag: job.tag, digest: status.digest, at: status.completedAt ?? new Date().toISOString() };
     await deps.state.put(statePaths.replicaLastSynced(job.region), last);
   }

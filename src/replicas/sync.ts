@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
-import { replicationJobMessage, type PushJob, type ReplicationPlan } from '../bus/messages';
+import { replicationJobMessage, sendInBatches, type PushJob, type ReplicationPlan } from '../bus/messages';
 import type { Logger } from '../common/log';
 import { forEachLimit } from '../common/pool';
 import type { Settings } from '../config/settings';
@@ -114,7 +114,7 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
   });
   const messages: ServiceBusMessage[] = [];
   for (const p of jobs) messages.push(replicationJobMessage(await claimCheckIfLarge(p.job!, deps)));
-  await sendAll(deps.replicationSender, messages);
+  await sendInBatches(deps.replicationSender, messages);
   deps.log.info(
     `replica ${replica.name}: ${kind} ${operationId}: ${tags.length} tag(s), ${jobs.length} job(s), ${run.total.blobs} blob(s) / ${run.total.bytes} bytes missing${run.failures.length ? `, ${run.failures.length} tag(s) unreadable at home` : ''}`,
   );
@@ -157,17 +157,4 @@ async function missingLinks(plan: ReplicationPlan, t: { repository: string; tag:
   });
   if ((await target.readLink(layout.tagCurrentLink(t.repository, t.tag))) !== t.digest) missing += 1;
   return missing;
-}
-
-/** In as few batches as fit (a batch is capped by the entity's message size limit). */
-async function sendAll(sender: ServiceBusSender, messages: ServiceBusMessage[]): Promise<void> {
-  let batch = await sender.createMessageBatch();
-  for (const m of messages) {
-    if (batch.tryAddMessage(m)) continue;
-    if (batch.count === 0) throw new Error(`replication job ${String(m.messageId)} does not fit in one Service Bus message`);
-    await sender.sendMessages(batch);
-    batch = await sender.createMessageBatch();
-    if (!batch.tryAddMessage(m)) throw new Error(`replication job ${String(m.messageId)} does not fit in one Service Bus message`);
-  }
-  if (batch.count) await sender.sendMessages(batch);
 }

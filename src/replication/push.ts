@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import type { ServiceBusSender } from '@azure/service-bus';
-import { replicationJobMessage, type DeleteJob, type DescriptorRef, type PushJob, type ReplicationJob, type ReplicationPlan, type RequestInfo } from '../bus/messages';
+import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
+import { replicationJobMessage, sendInBatches, type DeleteJob, type DescriptorRef, type PushJob, type ReplicationJob, type ReplicationPlan, type RequestInfo } from '../bus/messages';
 import { secretMatches, type HttpOutput } from '../common/http';
 import type { Logger } from '../common/log';
+import { forEachLimit } from '../common/pool';
 import type { Settings } from '../config/settings';
 import { EnvelopeError, parseEnvelope, type ClassifiedEvent, type NotificationEvent } from '../notifications/envelope';
 import { DigestMismatchError } from '../oci/digest';
@@ -12,12 +13,25 @@ import { statePaths } from '../storage/paths';
 import { BlobNotFoundError, type RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import { missingBytes, planDescriptors, planRegion, type ImageReferences } from './plan';
+import { ProblemStore } from './problems';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from './status';
 
 /**
  * The push endpoint: a registry's notification in, one replication job per replica region out.
- * Everything is checked before anything is enqueued, so a 400 or 404 leaves the bus untouched.
+ *
+ * It never blocks a registry: a registry retries a refused envelope for ever and queues every later
+ * event behind it, so an authenticated envelope is always answered 202. Events georeg cannot act
+ * on (malformed, an unknown action, a manifest missing from home) are recorded as problems
+ * (problems.ts) and reported in the answer; 401 is for a wrong secret, 400 for a body that is no
+ * envelope at all. Only georeg's own dependencies failing (home storage or Service Bus down)
+ * answers 5xx: the registry then retries, as it would with georeg down, and nothing is lost.
+ *
+ * Events are handled concurrently (bounded), in order per tag (per manifest for digest deletes),
+ * and the jobs of the whole envelope go to Service Bus in as few batches as fit.
  */
+
+/** Events of one envelope handled at once; order is kept per tag. */
+const INGEST_CONCURRENCY = 16;
 
 export interface PushDeps {
   settings: Settings;
@@ -47,6 +61,19 @@ export interface AcceptedPush {
   jobs: Array<{ region: string; jobId: string; missingBlobs: number; missingBytes: number }>;
 }
 
+/** An event georeg could not act on, as the answer and the problems record show it. */
+export interface EventProblem {
+  index: number;
+  eventId?: string;
+  repository?: string;
+  tag?: string;
+  digest?: string;
+  reason: string;
+  description: string;
+}
+
+type Prepared = { record: PushRecord; jobs: ReplicationJob[]; statuses: RegionStatus[] };
+
 export async function handlePushNotification(input: HttpInput, deps: PushDeps): Promise<HttpOutput> {
   // Distribution's endpoint `headers` send the value as configured: bare, or as a Bearer token.
   if (!secretMatches(input.headers.authorization, deps.settings.pushSecret)) {
@@ -60,72 +87,79 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
     throw e;
   }
 
-  const prepared: Array<{ record: PushRecord; jobs: ReplicationJob[]; statuses: ReturnType<typeof newRegionStatus>[] }> = [];
-  for (const event of events) {
-    if (event.kind === 'manifest-push') {
-      const result = await preparePush(event, deps);
-      if ('status' in result) return result;
-      prepared.push(result);
-    } else if (event.kind === 'delete') {
-      prepared.push(prepareDelete(event, deps, await deps.replicas()));
-    }
-  }
-
+  const replicas = await deps.replicas();
   const status = new StatusStore(deps.state);
-  const accepted: AcceptedPush[] = [];
-  for (const p of prepared) {
+  const problems = new ProblemStore(deps.state);
+  const accepted: Array<AcceptedPush | undefined> = new Array(events.length);
+  const reported: Array<EventProblem | undefined> = new Array(events.length);
+  const messages: Array<ServiceBusMessage[]> = new Array(events.length);
+
+  const handle = async (i: number) => {
+    const event = events[i];
+    if (event.kind === 'ignored') return;
+    let outcome: Prepared | EventProblem;
+    if (event.kind === 'problem') outcome = { index: i, eventId: event.event.id, repository: event.event.repository, tag: event.event.tag, digest: event.event.digest, reason: event.reason, description: event.description };
+    else if (event.kind === 'manifest-push') outcome = await preparePush(event, i, replicas, deps);
+    else outcome = prepareDelete(event, replicas);
+    if ('reason' in outcome) {
+      reported[i] = outcome;
+      const first = await problems.record({ ...outcome, action: event.event.action, eventTimestamp: event.event.timestamp });
+      if (first) deps.log.warn(`notification event ${outcome.eventId ?? `#${i}`} not replicated: ${outcome.reason}: ${outcome.description}`);
+      return;
+    }
     // Large plans go to a blob first, so the message stays under the entity's size limit.
-    const messages = [];
-    for (const job of p.jobs) messages.push(replicationJobMessage(await claimCheckIfLarge(job, deps)));
-    const { duplicate } = await status.recordPush(p.record, p.statuses);
-    // Sent even when the record exists: a crash between record and send must not lose the jobs;
-    // Service Bus duplicate detection drops a second copy of the same message id.
-    if (messages.length) await deps.replicationSender.sendMessages(messages);
-    accepted.push({
-      pushId: p.record.pushId,
-      action: p.record.action,
-      repository: p.record.repository,
-      tag: p.record.tag,
-      digest: p.record.digest,
-      duplicate,
-      jobs: p.record.regions,
-    });
-    deps.log.info(`${p.record.action} ${p.record.repository}:${p.record.tag ?? p.record.digest} → ${p.jobs.length} region job(s), push ${p.record.pushId}${duplicate ? ' (duplicate notification)' : ''}`);
-  }
+    messages[i] = await Promise.all(outcome.jobs.map(async (job) => replicationJobMessage(await claimCheckIfLarge(job, deps))));
+    const { duplicate } = await status.recordPush(outcome.record, outcome.statuses);
+    const r = outcome.record;
+    accepted[i] = { pushId: r.pushId, action: r.action, repository: r.repository, tag: r.tag, digest: r.digest, duplicate, jobs: r.regions };
+    deps.log.info(`${r.action} ${r.repository}:${r.tag ?? r.digest} → ${outcome.jobs.length} region job(s), push ${r.pushId}${duplicate ? ' (duplicate notification)' : ''}`);
+  };
+  await forEachLimit([...orderedGroups(events).values()], INGEST_CONCURRENCY, async (group) => {
+    for (const i of group) await handle(i);
+  });
+  // Sent even when a record existed: a crash between record and send must not lose the jobs;
+  // Service Bus duplicate detection drops a second copy of the same message id.
+  await sendInBatches(deps.replicationSender, messages.flatMap((m) => m ?? []));
+
   const ignored = events.filter((e) => e.kind === 'ignored').length;
-  return { status: 202, jsonBody: { pushes: accepted, ignored } };
+  return { status: 202, jsonBody: { pushes: accepted.filter((a) => a !== undefined), ignored, problems: reported.filter((p) => p !== undefined) } };
 }
 
-async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-push' }>, deps: PushDeps) {
+/** Event indexes grouped by what their order matters for (a tag, else a manifest), each group in envelope order. */
+function orderedGroups(events: ClassifiedEvent[]): Map<string, number[]> {
+  const groups = new Map<string, number[]>();
+  events.forEach((e, i) => {
+    const key = e.kind === 'manifest-push' || e.kind === 'delete' ? (e.tag ? `${e.repository}:${e.tag}` : `${e.repository}@${e.digest}`) : `#${i}`;
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+  });
+  return groups;
+}
+
+async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-push' }>, index: number, replicas: ReadonlyMap<string, RegionStorage>, deps: PushDeps): Promise<Prepared | EventProblem> {
   const { repository, digest, tag } = event;
+  const problem = (reason: string, description: string): EventProblem => ({ index, eventId: event.event.id, repository, tag, digest, reason, description });
   const root = await deps.home.blobProperties(digest);
   if (!root) {
-    return {
-      status: 404,
-      jsonBody: { error: `manifest ${digest} of ${repository} is not in the home region's storage (${deps.settings.homeRegion.name}): push it to the registry first, or check GEOREG_REGISTRY_ROOT` },
-    } as HttpOutput;
+    return problem(
+      'ManifestNotInHome',
+      `manifest ${digest} of ${repository} is not in the home region's storage (${deps.settings.homeRegion.name}, container "${deps.settings.registry.container}", root "${deps.settings.registry.root}"): if every push says this, GEOREG_REGISTRY_ROOT is wrong (run \`georeg doctor\`); else the manifest was deleted before georeg saw the push`,
+    );
   }
   let image: ImageReferences & { root: DescriptorRef };
   try {
     image = await readImage(deps.home, digest, event.mediaType);
   } catch (e) {
-    // A manifest that does not parse or does not match its digest is the caller's to fix;
-    // anything else (storage unreachable) is ours and propagates as a 500.
-    if (e instanceof ManifestError || e instanceof DigestMismatchError || e instanceof BlobNotFoundError) {
-      return { status: 400, jsonBody: { error: `${repository}@${digest}: ${e.message}` } } as HttpOutput;
-    }
+    // A manifest that does not parse or does not match its digest cannot be replicated; anything
+    // else (storage unreachable) is ours and propagates as a 5xx the registry retries.
+    if (e instanceof ManifestError || e instanceof DigestMismatchError || e instanceof BlobNotFoundError) return problem('ManifestUnreadable', `${repository}@${digest}: ${e.message}`);
     throw e;
   }
-  const root_ = image.root;
   const pushId = pushIdFor(event.event.id);
   const planned = await Promise.all(
-    [...(await deps.replicas())].map(([region, storage]) =>
+    [...replicas].map(([region, storage]) =>
       planPushJob({ image, storage, pushId, eventId: event.event.id, region, repository, tag, request: requestInfo(event.event), concurrency: deps.settings.copyConcurrency }),
     ),
   );
-  const jobs = planned.map((p) => p.job);
-  const statuses = planned.map((p) => p.status);
-  const regions = planned.map((p) => p.summary);
   const record: PushRecord = {
     pushId,
     eventId: event.event.id,
@@ -133,13 +167,13 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
     repository,
     tag,
     digest,
-    mediaType: root_.mediaType,
-    size: root_.size,
+    mediaType: image.root.mediaType,
+    size: image.root.size,
     createdAt: new Date().toISOString(),
     request: requestInfo(event.event),
-    regions,
+    regions: planned.map((p) => p.summary),
   };
-  return { record, jobs, statuses };
+  return { record, jobs: planned.map((p) => p.job), statuses: planned.map((p) => p.status) };
 }
 
 /** An image's manifests (children first, the root last), configs and layers, read from home storage. */
@@ -187,7 +221,7 @@ export async function planPushJob(input: {
   return { job, status, summary: { region, jobId, missingBlobs: planned.blobs, missingBytes: planned.bytes }, plan };
 }
 
-function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, deps: PushDeps, replicas: ReadonlyMap<string, RegionStorage>) {
+function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, replicas: ReadonlyMap<string, RegionStorage>): Prepared {
   const { repository, digest, tag } = event;
   const pushId = pushIdFor(event.event.id);
   const jobs: DeleteJob[] = [];

@@ -182,60 +182,143 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   // Child manifests before their index, one at a time: the order is the guarantee.
   for (const m of manifestsAfter) await copyOne(m);
 
-  await commitLinks(job, plan, target);
+  const tag = await commitLinks(job, plan, target, deps.home);
 
   const completedAt = new Date();
   const skipped = all.length - toCopy.length + joined.blobs;
   const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
+  const supersededBy = tag.committed ? undefined : { digest: tag.homeDigest, pushId: job.tag ? await supersedingPush(job.repository, job.tag, tag.homeDigest, status) : undefined };
   const done = await status.updateRegion(job.pushId, job.region, (s) => ({
     ...s,
-    state: 'complete',
+    state: supersededBy ? 'superseded' : 'complete',
+    supersededBy,
     blobs: { ...s.blobs, copied: progress.copied, skipped },
     bytes: { ...s.bytes, copied: progress.bytes, skipped: skippedBytes },
     methods: progress.methods,
     completedAt: completedAt.toISOString(),
     durationMs: completedAt.getTime() - Date.parse(s.createdAt),
   }));
-  deps.log.info(`${job.jobId}: ${job.repository}:${job.tag ?? job.manifest.digest} complete in ${job.region}: ${progress.copied} blob(s) / ${progress.bytes} bytes copied, ${skipped} already there`);
+  const what = `${job.repository}:${job.tag ?? job.manifest.digest}`;
+  if (supersededBy) {
+    deps.log.info(`${job.jobId}: ${what} superseded in ${job.region}: home's tag now ${supersededBy.digest ? `points at ${supersededBy.digest}` : 'is deleted'}; blobs copied (${progress.copied}), tag left to the newer push`);
+  } else {
+    deps.log.info(`${job.jobId}: ${what} complete in ${job.region}: ${progress.copied} blob(s) / ${progress.bytes} bytes copied, ${skipped} already there`);
+  }
   return done;
 }
 
-/** Layer links, then revision links (children first, root last), then the tag: readers see the tag last. */
-async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage): Promise<void> {
+/** The push that set home's tag to `digest`, when the status records it (for the superseded status). */
+async function supersedingPush(repository: string, tag: string, digest: string | undefined, status: StatusStore): Promise<string | undefined> {
+  const latest = await status.latestPush(repository, tag);
+  return latest && latest.digest === digest ? latest.pushId : undefined;
+}
+
+/**
+ * Layer links, then revision links (children first, root last), then the tag: readers see the tag
+ * last. The tag is written only while home's tag still points at this job's manifest, and only
+ * over the version of the region's link read before home was asked, so an older job that commits
+ * after a newer one never sets the tag back (see setTagIfCurrent).
+ */
+async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage): Promise<TagCommit> {
   const { layout } = target;
   await Promise.all(plan.blobs.map((b) => target.writeLink(layout.layerLink(job.repository, b.digest), b.digest)));
   for (const m of plan.manifests) await target.writeLink(layout.manifestRevisionLink(job.repository, m.digest), m.digest);
-  if (job.tag) {
-    await target.writeLink(layout.tagIndexLink(job.repository, job.tag, job.manifest.digest), job.manifest.digest);
-    await target.writeLink(layout.tagCurrentLink(job.repository, job.tag), job.manifest.digest);
+  if (!job.tag) return { committed: true };
+  return setTagIfCurrent(job.repository, job.tag, job.manifest.digest, target, home);
+}
+
+type TagCommit = { committed: true } | { committed: false; homeDigest?: string };
+
+/**
+ * The tag guard. Reading the region's link (and its ETag) before asking home is what makes it
+ * safe: a newer job that commits after our read changes the ETag, so our conditional write fails
+ * and we ask home again; a newer job that committed before our read had already seen home move
+ * on, so home answers the newer digest to us too. Costs one read of home's link per job, not per blob.
+ */
+async function setTagIfCurrent(repository: string, tag: string, digest: string, target: RegionStorage, home: RegionStorage): Promise<TagCommit> {
+  const current = target.layout.tagCurrentLink(repository, tag);
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    const region = await target.readLinkVersion(current);
+    const homeDigest = await home.readLink(home.layout.tagCurrentLink(repository, tag));
+    if (homeDigest !== digest) return { committed: false, homeDigest };
+    await target.writeLink(target.layout.tagIndexLink(repository, tag, digest), digest);
+    if (region.digest === digest) return { committed: true };
+    if (await target.writeLinkIf(current, digest, region.etag)) return { committed: true };
   }
+  throw new Error(`tag ${repository}:${tag} in ${target.region} kept changing under 10 guarded writes: too many concurrent jobs for one tag; retrying`);
 }
 
 /**
  * Deletes remove links only, never blob data (other repositories and tags may share it; reclaiming
  * space is the registry's garbage collection). A tag delete removes the tag; a digest delete removes
  * the revision or layer link and every tag that points at that manifest, as Distribution does.
+ * Each removal is guarded by home: a tag goes only if home no longer has it (or has it at the
+ * deleted digest), a link only if home no longer has it, so a delete that runs after a re-push
+ * never takes the re-pushed image away. A delete that removed nothing because home moved on is
+ * `superseded` (no delete webhook).
  */
 async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
   const { layout } = target;
+  const home = deps.home;
   let removed = 0;
+  let keptFor: string | undefined;
+  let homeHasIt = false;
   const tags = new Set<string>();
   if (job.tag) tags.add(job.tag);
   if (job.digest) {
     for (const tag of await target.listTags(job.repository)) {
       if ((await target.readLink(layout.tagCurrentLink(job.repository, tag))) === job.digest) tags.add(tag);
     }
-    removed += await target.deletePrefix(layout.manifestRevisionLink(job.repository, job.digest));
-    removed += await target.deletePrefix(layout.layerLink(job.repository, job.digest));
   }
   // The current link goes first, so a reader never resolves a half-removed tag.
   for (const tag of tags) {
-    removed += await target.deletePrefix(layout.tagCurrentLink(job.repository, tag));
-    removed += await target.deletePrefix(`${layout.tagDirectory(job.repository, tag)}/`);
+    const outcome = await removeTagIfGoneAtHome(job.repository, tag, job.digest, target, home);
+    if (outcome.kept) {
+      keptFor ??= outcome.homeDigest;
+      homeHasIt = true;
+      continue;
+    }
+    if (outcome.removed) removed += 1 + (await target.deletePrefix(`${layout.tagDirectory(job.repository, tag)}/`));
+  }
+  if (job.digest) {
+    const links = (l: RegionStorage['layout']) => [l.manifestRevisionLink(job.repository, job.digest!), l.layerLink(job.repository, job.digest!)];
+    const [homeLinks, regionLinks] = [links(home.layout), links(layout)];
+    for (let i = 0; i < regionLinks.length; i++) {
+      // Re-pushed at home since: the link is part of a live image again.
+      if (await home.linkExists(homeLinks[i])) {
+        homeHasIt = true;
+        continue;
+      }
+      removed += await target.deletePrefix(regionLinks[i]);
+    }
   }
   const completedAt = new Date();
-  deps.log.info(`${job.jobId}: delete ${job.repository}:${job.tag ?? job.digest} complete in ${job.region} (${removed} link(s) removed)`);
-  return status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'complete', completedAt: completedAt.toISOString(), durationMs: completedAt.getTime() - Date.parse(s.createdAt) }));
+  const superseded = homeHasIt && removed === 0;
+  deps.log.info(`${job.jobId}: delete ${job.repository}:${job.tag ?? job.digest} ${superseded ? 'superseded (home has it again)' : 'complete'} in ${job.region} (${removed} link(s) removed)`);
+  return status.updateRegion(job.pushId, job.region, (s) => ({
+    ...s,
+    state: superseded ? 'superseded' : 'complete',
+    supersededBy: superseded ? { digest: keptFor } : undefined,
+    completedAt: completedAt.toISOString(),
+    durationMs: completedAt.getTime() - Date.parse(s.createdAt),
+  }));
+}
+
+/** Removes the region's tag unless home has it at another digest than the deleted one; guarded like setTagIfCurrent. */
+async function removeTagIfGoneAtHome(repository: string, tag: string, deletedDigest: string | undefined, target: RegionStorage, home: RegionStorage): Promise<{ removed: boolean; kept: boolean; homeDigest?: string }> {
+  const current = target.layout.tagCurrentLink(repository, tag);
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    const region = await target.readLinkVersion(current);
+    const homeDigest = await home.readLink(home.layout.tagCurrentLink(repository, tag));
+    // Home's tag at the deleted digest is kept only while home still has that manifest (a re-push);
+    // without its revision link it is a dangling tag a reader cannot pull.
+    if (homeDigest && (homeDigest !== deletedDigest || (await home.linkExists(home.layout.manifestRevisionLink(repository, homeDigest))))) {
+      return { removed: false, kept: true, homeDigest };
+    }
+    if (!region.etag) return { removed: false, kept: false };
+    if (await target.deleteLinkIf(current, region.etag)) return { removed: true, kept: false };
+  }
+  throw new Error(`tag ${repository}:${tag} in ${target.region} kept changing under 10 guarded deletes: too many concurrent jobs for one tag; retrying`);
 }
 
 async function loadPlan(job: PushJob, deps: ReplicateDeps): Promise<ReplicationPlan> {

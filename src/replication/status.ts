@@ -8,7 +8,11 @@ import { StateNotFoundError, type StateStore } from '../storage/state-store';
  * the home account's state container, updated under ETag conditions (no lost update).
  */
 
-export const RegionState = z.enum(['pending', 'copying', 'complete', 'failed']);
+/**
+ * `superseded`: the job copied its blobs but left the tag alone, because home's tag had moved on
+ * (a newer push, or a delete) by the time it committed; the newer push's job sets the tag.
+ */
+export const RegionState = z.enum(['pending', 'copying', 'complete', 'superseded', 'failed']);
 export type RegionState = z.infer<typeof RegionState>;
 
 export const RegionStatus = z.object({
@@ -27,6 +31,8 @@ export const RegionStatus = z.object({
   foreign: z.array(DescriptorRef.extend({ urls: z.array(z.string()).optional() })),
   attempts: z.number(),
   error: z.string().optional(),
+  /** When superseded: what home's tag pointed at when the job committed (absent: deleted), and that push when known. */
+  supersededBy: z.object({ digest: z.string().optional(), pushId: z.string().optional() }).optional(),
   createdAt: z.string(),
   startedAt: z.string().optional(),
   completedAt: z.string().optional(),
@@ -50,20 +56,28 @@ export const PushRecord = z.object({
 });
 export type PushRecord = z.infer<typeof PushRecord>;
 
-const LatestPush = z.object({ pushId: z.string(), digest: z.string().optional(), at: z.string() });
+export const LatestPush = z.object({ pushId: z.string(), digest: z.string().optional(), at: z.string() });
+
+/** Region states after which a job has nothing more to do. */
+export function isFinished(state: RegionState): boolean {
+  return state === 'complete' || state === 'superseded' || state === 'failed';
+}
 
 export class StatusStore {
   constructor(private readonly state: StateStore) {}
 
-  /** Records a push once; a duplicate notification finds the first record and gets it back. */
+  /**
+   * Records a push once; a duplicate notification finds the first record and gets it back. The
+   * push record is created last and conditionally, so its creation is the "first time" signal
+   * (a duplicate costs one extra read; a first notification none).
+   */
   async recordPush(push: PushRecord, regions: RegionStatus[], options: { latestForTag?: boolean } = {}): Promise<{ push: PushRecord; duplicate: boolean }> {
-    const existing = await this.state.get(statePaths.push(push.pushId), PushRecord);
-    if (existing) return { push: existing.value, duplicate: true };
     await Promise.all(regions.map((r) => this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r)));
-    const created = await this.createIfAbsent(statePaths.push(push.pushId), push);
+    const existing = await this.createIfAbsent(statePaths.push(push.pushId), push);
+    if (existing) return { push: existing, duplicate: true };
     // A replica's back-fill job is not the tag's latest push: `status repo:tag` keeps showing every region.
     if (push.tag && options.latestForTag !== false) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
-    return { push: created ?? push, duplicate: Boolean(created) };
+    return { push, duplicate: false };
   }
 
   async ensureRegion(status: RegionStatus): Promise<void> {
@@ -78,7 +92,7 @@ export class StatusStore {
   async beginAttempt(init: RegionStatus): Promise<{ status: RegionStatus; alreadyComplete: boolean }> {
     const path = statePaths.regionStatus(init.pushId, init.region);
     const start = (s: RegionStatus): RegionStatus =>
-      s.state === 'complete' ? s : { ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? new Date().toISOString(), error: undefined, updatedAt: new Date().toISOString() };
+      s.state === 'complete' || s.state === 'superseded' ? s : { ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? new Date().toISOString(), error: undefined, updatedAt: new Date().toISOString() };
     let status: RegionStatus;
     try {
       status = await this.state.update(path, start, RegionStatus);
@@ -87,7 +101,7 @@ export class StatusStore {
       await this.ensureRegion(init);
       status = await this.state.update(path, start, RegionStatus);
     }
-    return { status, alreadyComplete: status.state === 'complete' };
+    return { status, alreadyComplete: status.state === 'complete' || status.state === 'superseded' };
   }
 
   async region(pushId: string, region: string): Promise<RegionStatus | undefined> {
@@ -106,7 +120,12 @@ export class StatusStore {
   }
 
   async latestPushId(repository: string, tag: string): Promise<string | undefined> {
-    return (await this.state.get(statePaths.latestPushForTag(repository, tag), LatestPush))?.value.pushId;
+    return (await this.latestPush(repository, tag))?.pushId;
+  }
+
+  /** The last notification recorded for repository:tag (push or delete), if any. */
+  async latestPush(repository: string, tag: string): Promise<z.infer<typeof LatestPush> | undefined> {
+    return (await this.state.get(statePaths.latestPushForTag(repository, tag), LatestPush))?.value;
   }
 
   /** Returns the existing value when the blob was already there, undefined when this call created it. */

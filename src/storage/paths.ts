@@ -27,6 +27,9 @@ import { parseDigest } from '../oci/digest';
  *   webhooks/<name>.json                      a webhook's definition (with its signing secret)
  *   webhook-deliveries/<name>/<deliveryId>.json   one event's delivery to that webhook: state, attempts
  *   webhook-events/<name>/<newest-first key>.json one delivery attempt (list-events reads these in name order)
+ *   problems/<newest-first key>.json          a notification event georeg could not act on, with its reason
+ *   reconcile/<region>.lease                  held (blob lease) by the one reconcile running for a region
+ *   reconcile/<region>.json                   that region's last reconcile: when, what drifted, what was sent
  */
 export class RegistryLayout {
   readonly root: string;
@@ -135,9 +138,18 @@ export const statePaths = {
   webhookDeliveriesPrefix: (name: string) => `webhook-deliveries/${safe(name)}/`,
   webhookDelivery: (name: string, deliveryId: string) => `webhook-deliveries/${safe(name)}/${safe(deliveryId)}.json`,
   webhookAttemptsPrefix: (name: string) => `webhook-events/${safe(name)}/`,
-  /** Names sort newest first: the key starts with the time counted down from the year 2286. */
-  webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${String(9_999_999_999_999 - at.getTime()).padStart(13, '0')}-${safe(key)}.json`,
+  /** Names sort newest first (see newestFirst). */
+  webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${newestFirst(at)}-${safe(key)}.json`,
+  problemsPrefix: () => 'problems/',
+  problem: (at: Date, key: string) => `problems/${newestFirst(at)}-${safe(key)}.json`,
+  reconcileLease: (region: string) => `reconcile/${safe(region)}.lease`,
+  reconcileReport: (region: string) => `reconcile/${safe(region)}.json`,
 };
+
+/** Names sort newest first: the time counted down from the year 2286. */
+function newestFirst(at: Date): string {
+  return String(9_999_999_999_999 - at.getTime()).padStart(13, '0');
+}
 
 function safe(segment: string): string {
   if (!/^[A-Za-z0-9._:-]+$/.test(segment)) throw new Error(`invalid state path segment "${segment}"`);

@@ -11,7 +11,7 @@ import {
   type UserDelegationKey,
 } from '@azure/storage-blob';
 import { isDigest, parseDigest, verifyDigest } from '../oci/digest';
-import { blobServiceClient, codeOf, isNotFound, RegionStorageError } from './clients';
+import { blobServiceClient, codeOf, isNotFound, RegionStorageError, statusOf } from './clients';
 import { RegistryLayout } from './paths';
 
 /**
@@ -191,6 +191,52 @@ export class RegionStorage {
     }
   }
 
+  /** A link's digest and ETag (both undefined when absent): the read half of a guarded write. */
+  async readLinkVersion(path: string): Promise<{ digest?: string; etag?: string }> {
+    let res;
+    try {
+      res = await this.container.getBlobClient(path).download();
+    } catch (e) {
+      if (isNotFound(e)) return {};
+      throw new RegionStorageError(`cannot read link ${path} in ${this.region}`, e);
+    }
+    const text = (await readAll(res.readableStreamBody)).toString('utf8').trim();
+    if (!isDigest(text)) {
+      throw new RegionStorageError(`link ${path} in ${this.region} holds ${JSON.stringify(text.slice(0, 100))}, not a digest: the registry storage is corrupt there; rewrite or delete the link`);
+    }
+    return { digest: text, etag: res.etag };
+  }
+
+  /**
+   * Writes a link only if it is still as read: unchanged since `etag`, or still absent when `etag`
+   * is undefined. False when another writer got there first (read again and decide again).
+   */
+  async writeLinkIf(path: string, digest: string, etag: string | undefined): Promise<boolean> {
+    parseDigest(digest);
+    const body = Buffer.from(digest, 'utf8');
+    try {
+      await this.container.getBlockBlobClient(path).upload(body, body.length, {
+        blobHTTPHeaders: { blobContentType: 'application/octet-stream' },
+        conditions: etag ? { ifMatch: etag } : { ifNoneMatch: '*' },
+      });
+      return true;
+    } catch (e) {
+      if (isConditionFailure(e)) return false;
+      throw new RegionStorageError(`cannot write link ${path} -> ${digest} in ${this.region}`, e);
+    }
+  }
+
+  /** Deletes a link only if it is unchanged since `etag`; false when it changed (or is gone). */
+  async deleteLinkIf(path: string, etag: string): Promise<boolean> {
+    try {
+      await this.container.getBlobClient(path).delete({ conditions: { ifMatch: etag } });
+      return true;
+    } catch (e) {
+      if (isConditionFailure(e) || isNotFound(e)) return false;
+      throw new RegionStorageError(`cannot delete link ${path} in ${this.region}`, e);
+    }
+  }
+
   async linkExists(path: string): Promise<boolean> {
     try {
       return await this.container.getBlobClient(path).exists();
@@ -263,6 +309,27 @@ export class RegionStorage {
         f.digest = await this.readLink(f.path);
       });
       for (const f of found) if (f.digest) yield { repository: f.repository, tag: f.tag, digest: f.digest };
+    }
+  }
+
+  /**
+   * Every tag's `current/link` with the MD5 the listing reports for it, without reading one link:
+   * two links with the same MD5 hold the same digest (a link is the digest string and nothing
+   * else). The MD5 is absent for a link written in blocks; the caller reads those.
+   */
+  async *listTagLinks(options: { repository?: string } = {}): AsyncIterable<{ repository: string; tag: string; path: string; md5?: string }> {
+    const prefix = options.repository ? this.layout.tagsPrefix(options.repository) : this.layout.repositoriesPrefix();
+    try {
+      for await (const page of this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 5000 })) {
+        for (const item of page.segment.blobItems) {
+          const parsed = this.layout.parseTagCurrentLink(item.name);
+          if (!parsed || (options.repository && parsed.repository !== options.repository)) continue;
+          const md5 = item.properties.contentMD5;
+          yield { ...parsed, path: item.name, md5: md5 && md5.length ? Buffer.from(md5).toString('base64') : undefined };
+        }
+      }
+    } catch (e) {
+      throw new RegionStorageError(`cannot list tags in ${this.region} (${prefix})`, e);
     }
   }
 
@@ -343,4 +410,9 @@ async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffe
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
   return Buffer.concat(chunks);
+}
+
+/** A conditional request lost: 412 on If-Match, 409 BlobAlreadyExists on If-None-Match: *. */
+function isConditionFailure(e: unknown): boolean {
+  return statusOf(e) === 412 || codeOf(e) === 'ConditionNotMet' || codeOf(e) === 'BlobAlreadyExists' || statusOf(e) === 409;
 }

@@ -4,8 +4,9 @@ import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
-import { writeImage, type ImageToWrite } from '../../src/registry/writer';
+import { deleteTag, writeImage, type ImageToWrite } from '../../src/registry/writer';
 import type { JobOutcome } from '../../src/replication/replicate';
+import { ProblemStore } from '../../src/replication/problems';
 import { StatusStore } from '../../src/replication/status';
 import { envelopeFor, notify as notifyStack, pushImage, settled as settledIn } from '../support/pipeline';
 
@@ -162,12 +163,16 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     }
   });
 
-  it('a malformed envelope is refused with 400 and nothing is enqueued', async () => {
-    for (const bad of ['{"events": [', '{"events": [{"id": "1", "action": "push", "target": {"repository": "UPPER", "digest": "sha256:x"}}]}', '{"nope": true}']) {
+  it('a body that is no envelope is refused with 400; a malformed event in an envelope is reported, not refused; nothing is enqueued', async () => {
+    for (const bad of ['{"events": [', '{"nope": true}', '[]']) {
       const res = await notify(bad);
       expect(res.status).toBe(400);
-      expect(res.body.error).toMatch(/JSON|envelope|repository|digest|events/);
+      expect(res.body.error).toMatch(/JSON|envelope/);
     }
+    const malformed = await notify('{"events": [{"id": "m1", "action": "push", "target": {"repository": "UPPER", "digest": "sha256:x"}}]}');
+    expect(malformed.status).toBe(202);
+    expect(malformed.body.pushes).toEqual([]);
+    expect(malformed.body.problems).toEqual([expect.objectContaining({ eventId: 'm1', reason: 'MalformedEvent', description: expect.stringMatching(/repository/) })]);
     for (const region of REPLICAS) {
       const receiver = sbAdmin.createReceiver('replication', region);
       expect(await receiver.peekMessages(10)).toHaveLength(0);
@@ -175,20 +180,23 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     }
   });
 
-  it('refuses a notification without the secret (401), and a manifest not in home storage (404)', async () => {
+  it('refuses a notification without the secret (401); an event naming a manifest not in home storage is accepted (202) and recorded as a problem', async () => {
     const image = generated('team/nothere', 'x', { generate: { layers: 1, layerSize: 10 }, seed: 'nothere' });
     const unauth = await fetch(stack.pushUrl, { method: 'POST', headers: { 'Content-Type': EVENTS_MEDIA_TYPE }, body: JSON.stringify(envelopeFor(image)) });
     expect(unauth.status).toBe(401);
     const wrong = await notify(envelopeFor(image), { Authorization: 'Bearer wrong-secret-wrong-secret' });
     expect(wrong.status).toBe(401);
     const missing = await notify(envelopeFor(image));
-    expect(missing.status).toBe(404);
-    expect(missing.body.error).toContain(image.manifests[0].digest);
+    expect(missing.status).toBe(202);
+    expect(missing.body.problems).toEqual([expect.objectContaining({ reason: 'ManifestNotInHome', repository: 'team/nothere', description: expect.stringContaining(image.manifests[0].digest) })]);
+    const recorded = await new ProblemStore(stack.runtime.state).list();
+    expect(recorded.find((p) => p.repository === 'team/nothere')).toMatchObject({ reason: 'ManifestNotInHome', tag: 'x', digest: image.manifests[0].digest });
   });
 
   it('replicates a tag delete: the tag goes, the blobs stay', async () => {
     const image = generated('team/gone', 'old', { generate: { layers: 1, layerSize: 1024 }, seed: 'gone' });
     await settled((await push(image)).pushId);
+    await deleteTag(stack.runtime.home, 'team/gone', 'old');
     const res = await notify(deleteEnvelope({ repository: 'team/gone', tag: 'old' }));
     expect(res.status).toBe(202);
     await settled(res.body.pushes[0].pushId);

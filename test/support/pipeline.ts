@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 import type { Stack } from '../../src/local/stack';
 import { EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
-import { StatusStore, type RegionStatus } from '../../src/replication/status';
+import { isFinished, StatusStore, type RegionStatus } from '../../src/replication/status';
 
 /** Test helpers over a running local stack: push like a registry does, wait for regions to settle. */
 
@@ -35,14 +35,14 @@ export async function pushImage(stack: Stack, image: ImageToWrite): Promise<Acce
   return res.body.pushes[0] as AcceptedPush;
 }
 
-/** Waits until each of `regions` is complete or failed for the push. */
+/** Waits until each of `regions` is finished (complete, superseded or failed) for the push. */
 export async function settled(stack: Stack, pushId: string, regions: readonly string[], timeoutMs = 30_000): Promise<RegionStatus[]> {
   const store = new StatusStore(stack.runtime.state);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = await store.push(pushId);
     const mine = found?.regions.filter((r) => regions.includes(r.region)) ?? [];
-    if (mine.length === regions.length && mine.every((r) => r.state === 'complete' || r.state === 'failed')) return mine;
+    if (mine.length === regions.length && mine.every((r) => isFinished(r.state))) return mine;
     if (Date.now() > deadline) throw new Error(`push ${pushId} did not settle: ${JSON.stringify(found?.regions.map((r) => [r.region, r.state]))}`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -64,7 +64,7 @@ describe('parseEnvelope (Distribution notifications)', () => {
     expect(parseEnvelope(body, V1).map((e) => e.kind)).toEqual(['delete', 'delete', 'ignored']);
   });
 
-  it('refuses what is not an envelope, with a precise reason', () => {
+  it('refuses only what is not an envelope, with a precise reason', () => {
     const refuse = (body: string, type = V1) => {
       try {
         parseEnvelope(body, type);
@@ -75,10 +75,42 @@ describe('parseEnvelope (Distribution notifications)', () => {
       throw new Error('expected an EnvelopeError');
     };
     expect(refuse('{"events": [')).toMatch(/not JSON/);
-    expect(refuse('{"event": []}')).toMatch(/at events: Required/);
-    expect(refuse(JSON.stringify({ events: [{ id: 'x', action: 'push', target: { repository: 'Bad Name' } }] }))).toMatch(/events.0.target.repository: not a valid repository name/);
-    expect(refuse(JSON.stringify({ events: [{ id: 'x', action: 'push', target: { repository: 'a', digest: 'md5:abc' } }] }))).toMatch(/events.0.target.digest/);
-    expect(refuse(JSON.stringify({ events: [{ id: 'x', action: 'push', target: { repository: 'a', mediaType: 'application/vnd.oci.image.manifest.v1+json' } }] }))).toMatch(/needs target.digest/);
-    expect(refuse('{}', 'text/plain')).toMatch(/unsupported Content-Type "text\/plain"/);
+    expect(refuse('{"event": []}')).toMatch(/not a notification envelope \(events: Required\)/);
+    expect(refuse('{}', 'text/plain')).toMatch(/Content-Type was "text\/plain"/);
+  });
+
+  it('a malformed event of many is a problem naming the event; the others are classified', () => {
+    const body = JSON.stringify({
+      events: [
+        { id: 'x1', action: 'push', target: { repository: 'Bad Name' } },
+        { id: 'x2', action: 'push', target: { repository: 'a', digest: 'md5:abc' } },
+        { id: 'x3', action: 'push', target: { repository: 'a', mediaType: 'application/vnd.oci.image.manifest.v1+json' } },
+        { id: 'x4', action: 'frobnicate', target: { repository: 'a' } },
+        'not an object',
+        distributionPush.events[1],
+      ],
+    });
+    const events = parseEnvelope(body, V1);
+    expect(events.map((e) => e.kind)).toEqual(['problem', 'problem', 'problem', 'problem', 'problem', 'manifest-push']);
+    const problems = events.filter((e) => e.kind === 'problem');
+    expect(problems.map((p) => [p.event.id, p.reason])).toEqual([
+      ['x1', 'MalformedEvent'],
+      ['x2', 'MalformedEvent'],
+      ['x3', 'MalformedEvent'],
+      ['x4', 'UnknownAction'],
+      [undefined, 'MalformedEvent'],
+    ]);
+    expect(problems[0].description).toMatch(/events\[0\]: target.repository: not a valid repository name/);
+    expect(problems[1].description).toMatch(/target.digest/);
+    expect(problems[2].description).toMatch(/needs target.digest/);
+  });
+
+  it("reads Distribution 3's tag delete (empty digest and media type) as a tag delete", () => {
+    const body = JSON.stringify({
+      events: [{ id: 'd3x', timestamp: '2026-11-25T09:00:00Z', action: 'delete', target: { mediaType: '', digest: '', size: 0, repository: 'acc/app', tag: 'v1' }, request: { id: 'r', method: 'DELETE' } }],
+    });
+    const [event] = parseEnvelope(body, 'application/vnd.docker.distribution.events.v2+json');
+    expect(event).toMatchObject({ kind: 'delete', repository: 'acc/app', tag: 'v1' });
+    expect((event as { digest?: string }).digest).toBeUndefined();
   });
 });

@@ -4,6 +4,7 @@ import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteEnvelope } from '../../src/notifications/sender';
+import { deleteManifest, deleteTag } from '../../src/registry/writer';
 import type { ImageToWrite } from '../../src/registry/writer';
 import type { JobOutcome } from '../../src/replication/replicate';
 import type { RegionStatus } from '../../src/replication/status';
@@ -315,6 +316,7 @@ describe('regional webhooks', () => {
       await createWebhook({ name: `deletes${region}`, region, serviceUri: subs[region].url, scope: 'del/web:*', actions: ['delete'] });
     }
     await settled((await push(image)).pushId);
+    await deleteTag(stack.runtime.home, 'del/web', 'old');
     const d = await notify(deleteEnvelope({ repository: 'del/web', tag: 'old' }));
     for (const region of REPLICAS) {
       const [got] = await subs[region].waitFor(1);
@@ -325,6 +327,7 @@ describe('regional webhooks', () => {
     const second = generated('del/web', 'two', { generate: { layers: 1, layerSize: 1000 }, seed: 'del-two' });
     await settled((await push(second)).pushId);
     const root = second.manifests[0];
+    await deleteManifest(stack.runtime.home, 'del/web', root.digest);
     const env = deleteEnvelope({ repository: 'del/web', digest: root.digest }) as any;
     env.events[0].target.mediaType = root.mediaType;
     await notify(env);
