@@ -121,16 +121,15 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     const p = await push(image);
     const before = await settled(p.pushId);
     const sender = sbAdmin.createSender('replication');
-    const job = outcomes.find((o) => o.messageId === p.jobs[0].jobId);
-    expect(job).toBeDefined();
+    // The job's status is written before its message is settled: wait for the settlement.
+    await expect.poll(() => outcomes.find((o) => o.messageId === p.jobs[0].jobId), { timeout: 15_000 }).toBeDefined();
     // The same job body again under a new message id, as a redelivery after a lost lock would be.
     const store = new StatusStore(stack.runtime.state);
     const status = (await store.region(p.pushId, p.jobs[0].region))!;
     const body = { version: 1, jobId: p.jobs[0].jobId, pushId: p.pushId, eventId: p.pushId, region: p.jobs[0].region, repository: 'team/redeliver', createdAt: new Date().toISOString(), action: 'push', tag: 'x', manifest: { digest: image.manifests[0].digest, mediaType: image.manifests[0].mediaType, size: image.manifests[0].size }, plan: { inline: { manifests: [], blobs: [], missing: [], foreign: [] } } };
     await sender.sendMessages({ body, messageId: `${p.jobs[0].jobId}:again`, applicationProperties: { region: p.jobs[0].region, action: 'push', repository: 'team/redeliver' } });
     await sender.close();
-    const deadline = Date.now() + 15_000;
-    while (!outcomes.some((o) => o.messageId === `${p.jobs[0].jobId}:again`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await expect.poll(() => outcomes.some((o) => o.messageId === `${p.jobs[0].jobId}:again`), { timeout: 15_000 }).toBe(true);
     const again = outcomes.find((o) => o.messageId === `${p.jobs[0].jobId}:again`)!;
     expect(again.outcome).toMatchObject({ outcome: 'completed', alreadyComplete: true });
     const after = (await store.region(p.pushId, p.jobs[0].region))!;
