@@ -5,3 +5,4 @@ import './replicate';
 import './webhooks';
 import './deliver';
 import './replications';
+import './reconcile';

@@ -27,6 +27,9 @@ param pushSecret string
 @secure()
 param adminSecret string = ''
 
+@description('How often each replica app compares its region\'s tags with home\'s and repairs drift (NCRONTAB, seconds first).')
+param reconcileSchedule string = '0 */5 * * * *'
+
 var regions = concat([ homeRegion ], replicaRegions)
 var suffix = uniqueString(resourceGroup().id)
 
@@ -120,6 +123,7 @@ resource apps 'Microsoft.Web/sites@2023-01-01' = [for (region, i) in regions: {
         { name: 'GEOREG_REPLICATION_TOPIC', value: topic.name }
         { name: 'GEOREG_WEBHOOK_QUEUE', value: webhookQueue.name }
         { name: 'GEOREG_PUSH_SECRET', value: pushSecret }
+        { name: 'GEOREG_RECONCILE_SCHEDULE', value: reconcileSchedule }
         // The home app only plans; replicas run the replicate trigger for their own subscription.
         { name: 'AzureWebJobs.replicate.Disabled', value: region == homeRegion ? 'true' : 'false' }
       ], empty(adminSecret) ? [] : [

@@ -5,6 +5,7 @@ import { DefaultAzureCredential } from '@azure/identity';
 import type { Logger } from './common/log';
 import { loadSettings, type Settings } from './config/settings';
 import type { PushDeps } from './replication/push';
+import type { ReconcileDeps } from './replication/reconcile';
 import type { ReplicateDeps } from './replication/replicate';
 import { recordReplicaFailure, recordReplicaProgress } from './replicas/progress';
 import { ReplicaRegistry, settingStorage } from './replicas/registry';
@@ -104,6 +105,10 @@ export function replicateDeps(rt: Runtime, log: Logger): ReplicateDeps {
       await rt.replicationSender.scheduleMessages(replicationJobMessage(job), at);
     },
   };
+}
+
+export function reconcileDeps(rt: Runtime, log: Logger): ReconcileDeps {
+  return { settings: rt.settings, home: rt.home, registry: rt.registry, state: rt.state, replicationSender: rt.replicationSender, log };
 }
 
 export function webhookDeliverDeps(rt: Runtime, log: Logger): DeliverDeps {

@@ -317,10 +317,11 @@ export class RegionStorage {
    * two links with the same MD5 hold the same digest (a link is the digest string and nothing
    * else). The MD5 is absent for a link written in blocks; the caller reads those.
    */
-  async *listTagLinks(options: { repository?: string } = {}): AsyncIterable<{ repository: string; tag: string; path: string; md5?: string }> {
+  async *listTagLinks(options: { repository?: string; onPage?: () => void } = {}): AsyncIterable<{ repository: string; tag: string; path: string; md5?: string }> {
     const prefix = options.repository ? this.layout.tagsPrefix(options.repository) : this.layout.repositoriesPrefix();
     try {
       for await (const page of this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 5000 })) {
+        options.onPage?.();
         for (const item of page.segment.blobItems) {
           const parsed = this.layout.parseTagCurrentLink(item.name);
           if (!parsed || (options.repository && parsed.repository !== options.repository)) continue;

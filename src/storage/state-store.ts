@@ -165,6 +165,35 @@ export class StateStore {
     }
   }
 
+  /**
+   * Runs `fn` while holding a blob lease on `name` (created empty if absent), renewed as it runs:
+   * one holder at a time across every process. Undefined, without running `fn`, when another
+   * holder has it; a holder that dies frees it when the lease expires (`seconds`, 15-60).
+   */
+  async withLease<T>(name: string, seconds: number, fn: () => Promise<T>): Promise<{ value: T } | undefined> {
+    const blob = this.container.getBlockBlobClient(name);
+    try {
+      await blob.upload('', 0, { conditions: { ifNoneMatch: '*' } });
+    } catch (e) {
+      if (statusOf(e) !== 409 && statusOf(e) !== 412) throw new StateUnavailableError(`cannot create lease blob ${name}`, e);
+    }
+    const lease = blob.getBlobLeaseClient();
+    try {
+      await lease.acquireLease(seconds);
+    } catch (e) {
+      if (statusOf(e) === 409) return undefined;
+      throw new StateUnavailableError(`cannot take the lease on ${name}`, e);
+    }
+    const renew = setInterval(() => lease.renewLease().catch(() => undefined), (seconds * 1000) / 3);
+    renew.unref();
+    try {
+      return { value: await fn() };
+    } finally {
+      clearInterval(renew);
+      await lease.releaseLease().catch(() => undefined);
+    }
+  }
+
   private async write(name: string, value: unknown, conditions: { ifMatch?: string; ifNoneMatch?: string }): Promise<string> {
     const body = Buffer.from(JSON.stringify(value));
     const res = await this.container.getBlockBlobClient(name).upload(body, body.length, {

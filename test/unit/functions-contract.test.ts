@@ -47,7 +47,7 @@ describe('functions/ registrations (the Functions host contract)', () => {
   });
 
   it('registers exactly the push, status, replicate, webhooks, deliver, replications and route functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'regionRoute', 'replicate', 'replications', 'webhooks']);
+    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replications', 'webhooks']);
   });
 
   it('replications is a function-key admin API on replications/{name?}/{op?}', () => {
@@ -84,6 +84,10 @@ describe('functions/ registrations (the Functions host contract)', () => {
       topicName: '%GEOREG_REPLICATION_TOPIC%',
       subscriptionName: '%REGION_NAME%',
     });
+  });
+
+  it('reconcile runs on the schedule GEOREG_RECONCILE_SCHEDULE names', () => {
+    expect(byName.reconcile.find((b) => b.direction === 'in')).toMatchObject({ type: 'timerTrigger', schedule: '%GEOREG_RECONCILE_SCHEDULE%' });
   });
 
   it('every setting a binding names is in local.settings.sample.json', () => {
