@@ -8,7 +8,7 @@ app.http('pushStatus', {
   authLevel: 'function',
   handler: async (request: HttpRequest) =>
     handleStatusRequest(
-      { id: request.params.id, repository: request.query.get('repository') ?? undefined, tag: request.query.get('tag') ?? undefined },
+      { id: request.params.id, repository: request.query.get('repository') ?? undefined, tag: request.query.get('tag') ?? undefined, problems: request.query.has('problems'), limit: request.query.get('limit') ?? undefined },
       (await runtime()).state,
     ),
 });

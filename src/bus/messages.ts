@@ -47,6 +47,8 @@ const JobBase = z.object({
   request: RequestInfo.optional(),
   /** Retries scheduled so far after passing failures (absent on the first message). */
   retry: z.number().int().positive().optional(),
+  /** Set on the jobs of a replica's back-fill or resync: which run, and the job's place in it. */
+  sync: z.object({ operationId: z.string().min(1), seq: z.number().int().nonnegative() }).optional(),
 });
 
 export const PushJob = JobBase.extend({
@@ -55,8 +57,6 @@ export const PushJob = JobBase.extend({
   manifest: DescriptorRef,
   /** The plan inline, or a claim check: the blob in the state container that holds it. */
   plan: z.union([z.object({ inline: ReplicationPlan }), z.object({ blobName: z.string().min(1) })]),
-  /** Set on the jobs of a replica's back-fill or resync: which run, and the job's place in it. */
-  sync: z.object({ operationId: z.string().min(1), seq: z.number().int().nonnegative() }).optional(),
 });
 export type PushJob = z.infer<typeof PushJob>;
 

@@ -28,12 +28,14 @@ program
   .option('--seed-base <text>', 'seed of the image whose first layers are shared')
   .option('--url <api>', 'API base URL (default: the running local stack, or GEOREG_API_URL)')
   .option('--wait', 'wait until every region is complete, showing progress')
+  .option('--no-notify', 'write the image to home storage only, sending no notification (as when a registry loses one; the reconcile timer repairs it)')
   .action(pushCommand);
 
 program
   .command('status')
-  .description('show each region\'s state for a push')
-  .argument('<push-id|repo:tag>')
+  .description('show each region\'s state for a push, or (--problems) the notification events georeg could not act on')
+  .argument('[push-id|repo:tag]')
+  .option('--problems', 'list the notification events recorded as not replicated, with their reasons')
   .option('--url <api>', 'API base URL')
   .option('--key <function-key>', 'function key for the status API in Azure')
   .option('-o, --output <format>', 'table or json', 'table')

@@ -14,6 +14,8 @@ export interface PushFlags {
   seedBase?: string;
   url?: string;
   wait?: boolean;
+  /** false with --no-notify: write to home only. */
+  notify?: boolean;
 }
 
 /** `georeg push`: seed the home region as a registry would, then notify the push endpoint. */
@@ -36,6 +38,10 @@ export async function pushCommand(first: string, second: string | undefined, fla
   await home.ensureContainer();
   const written = await writeImage(home, image);
   const root = image.manifests[image.manifests.length - 1];
+  if (flags.notify === false) {
+    console.log(`wrote ${image.repository}:${image.tag} ${root.digest} to ${settings.homeRegion.name} only (${written.written} blobs written, ${written.skipped} already there); no notification sent: the reconcile timer (GEOREG_RECONCILE_SCHEDULE) replicates it`);
+    return;
+  }
   const response = (await postNotification(target.pushUrl, settings.pushSecret, pushEnvelope({
     repository: image.repository,
     tag: image.tag,

@@ -170,6 +170,10 @@ function details(v: ReplicaView): void {
 function missingReport(v: ReplicaView): void {
   const s = v.sync;
   if (!s) return;
+  const deleted = s.deleted ?? [];
+  if (deleted.length) {
+    console.log(`resync ${v.name}: ${deleted.length}${s.deletedTruncated ? '+' : ''} tag(s) deleted at home were removed from the region: ${deleted.map((d) => `${d.repository}:${d.tag}`).join(', ')}`);
+  }
   if (!s.missing.length) return console.log(`resync ${v.name}: nothing missing in ${s.total.tags} tag(s)`);
   console.log(`resync ${v.name}: ${s.missing.length}${s.missingTruncated ? '+' : ''} of ${s.total.tags} tag(s) were missing something:`);
   console.table(s.missing.map((m) => ({ image: `${m.repository}:${m.tag}`, 'missing blobs': m.blobs, 'missing MiB': +mib(m.bytes), 'missing links': m.links })));

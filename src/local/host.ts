@@ -162,7 +162,7 @@ async function route(req: IncomingMessage, res: ServerResponse, rt: Runtime, log
   const status = /^\/api\/pushes(?:\/([^/]+))?$/.exec(path);
   if (req.method === 'GET' && status) {
     const q = url.searchParams;
-    return send(res, await handleStatusRequest({ id: status[1] && decodeURIComponent(status[1]), repository: q.get('repository') ?? undefined, tag: q.get('tag') ?? undefined }, rt.state));
+    return send(res, await handleStatusRequest({ id: status[1] && decodeURIComponent(status[1]), repository: q.get('repository') ?? undefined, tag: q.get('tag') ?? undefined, problems: q.has('problems'), limit: q.get('limit') ?? undefined }, rt.state));
   }
   const webhooks = /^\/api\/webhooks(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(path);
   if (webhooks) {

@@ -34,6 +34,9 @@ export const SyncRun = z.object({
   /** What the run found missing, per tag (resync reports it; capped, see `missingTruncated`). */
   missing: z.array(z.object({ repository: z.string(), tag: z.string(), blobs: z.number().int(), bytes: z.number(), links: z.number().int() })),
   missingTruncated: z.boolean().default(false),
+  /** Tags a resync found in the region though home deleted them, and sent delete jobs for (capped like `missing`). */
+  deleted: z.array(z.object({ repository: z.string(), tag: z.string() })).default([]),
+  deletedTruncated: z.boolean().default(false),
 });
 export type SyncRun = z.infer<typeof SyncRun>;
 

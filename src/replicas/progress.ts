@@ -30,7 +30,7 @@ export async function recordReplicaProgress(job: ReplicationJob, status: RegionS
     const last: LastSynced = { pushId: job.pushId, repository: job.repository, tag: job.tag, digest: status.digest, at: status.completedAt ?? new Date().toISOString() };
     await deps.state.put(statePaths.replicaLastSynced(job.region), last);
   }
-  if (job.action !== 'push' || !job.sync) return;
+  if (!job.sync) return;
   const { operationId, seq } = job.sync;
   await updateRun(job.region, operationId, deps, (run) => {
     if (hasBit(run.finished, seq)) return run;
@@ -39,11 +39,12 @@ export async function recordReplicaProgress(job: ReplicationJob, status: RegionS
 }
 
 export async function recordReplicaFailure(job: ReplicationJob, reason: string, description: string, deps: ProgressDeps): Promise<void> {
-  if (job.action !== 'push' || !job.sync) return;
+  if (!job.sync) return;
   const { operationId, seq } = job.sync;
+  const image = `${job.repository}:${job.tag ?? (job.action === 'push' ? job.manifest.digest : job.digest)}`;
   await updateRun(job.region, operationId, deps, (run) => {
     if (hasBit(run.finished, seq)) return run;
-    return { ...run, finished: setBit(run.finished, seq), done: { ...run.done, jobs: run.done.jobs + 1 }, failures: [...run.failures, { jobId: job.jobId, image: `${job.repository}:${job.tag ?? job.manifest.digest}`, reason, description }].slice(-50) };
+    return { ...run, finished: setBit(run.finished, seq), done: { ...run.done, jobs: run.done.jobs + 1 }, failures: [...run.failures, { jobId: job.jobId, image, reason, description }].slice(-50) };
   });
 }
 
@@ -60,7 +61,7 @@ export async function collectBrokerDeadLetters(region: string, operationId: stri
       const messages = await dlq.peekMessages(250);
       for (const m of messages) {
         const job = ReplicationJob.safeParse(m.body);
-        if (!job.success || job.data.action !== 'push' || job.data.sync?.operationId !== operationId) continue;
+        if (!job.success || job.data.sync?.operationId !== operationId) continue;
         found += 1;
         await recordReplicaFailure(job.data, m.deadLetterReason ?? 'DeadLettered', m.deadLetterErrorDescription ?? `dead-lettered by Service Bus after ${m.deliveryCount ?? '?'} deliveries`, deps);
       }

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
-import { replicationJobMessage, sendInBatches, type PushJob, type ReplicationPlan } from '../bus/messages';
+import { replicationJobMessage, sendInBatches, type DeleteJob, type PushJob, type ReplicationPlan } from '../bus/messages';
 import type { Logger } from '../common/log';
 import { forEachLimit } from '../common/pool';
 import type { Settings } from '../config/settings';
 import { claimCheckIfLarge, planPushJob, readImage } from '../replication/push';
-import { StatusStore, type PushRecord, type RegionStatus } from '../replication/status';
+import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from '../replication/status';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import type { ReplicaRecord, SyncRun } from './definition';
@@ -76,6 +76,8 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
     failures: [],
     missing: [],
     missingTruncated: false,
+    deleted: [],
+    deletedTruncated: false,
   };
   for (const p of planned) {
     const missedSomething = p.missing.blobs + p.missing.links > 0;
@@ -94,6 +96,17 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
     p.job.sync = { operationId, seq: seq++ };
     jobs.push(p);
   }
+  // Resync also takes away what home deleted: a tag delete job (guarded by home at commit, like any delete).
+  const deletes: Array<{ job: DeleteJob; status: RegionStatus; record: PushRecord }> = [];
+  if (kind === 'resync') {
+    const atHome = new Set(tags.map((t) => `${t.repository}:${t.tag}`));
+    for await (const t of target.listTagLinks({ repository: options.repository })) {
+      if (atHome.has(`${t.repository}:${t.tag}`)) continue;
+      if (run.deleted.length < MISSING_LISTED) run.deleted.push({ repository: t.repository, tag: t.tag });
+      else run.deletedTruncated = true;
+      deletes.push(tagDeleteJob(t, replica.name, operationId, seq++));
+    }
+  }
   // Images share layers: the run moves each missing blob once, so totals count each digest once.
   const missingBlobs = new Map<string, number>();
   for (const p of jobs) {
@@ -109,14 +122,15 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
   const record = await deps.registry.upsertRecord(replica, (r) => ({ ...r, ...settle(run) }));
 
   const status = new StatusStore(deps.state);
-  await forEachLimit(jobs, deps.settings.copyConcurrency, async (p) => {
-    await status.recordPush(p.record!, [p.status!], { latestForTag: false });
+  await forEachLimit([...jobs.map((p) => ({ record: p.record!, status: p.status! })), ...deletes], deps.settings.copyConcurrency, async (p) => {
+    await status.recordPush(p.record, [p.status], { latestForTag: false });
   });
   const messages: ServiceBusMessage[] = [];
   for (const p of jobs) messages.push(replicationJobMessage(await claimCheckIfLarge(p.job!, deps)));
+  for (const d of deletes) messages.push(replicationJobMessage(d.job));
   await sendInBatches(deps.replicationSender, messages);
   deps.log.info(
-    `replica ${replica.name}: ${kind} ${operationId}: ${tags.length} tag(s), ${jobs.length} job(s), ${run.total.blobs} blob(s) / ${run.total.bytes} bytes missing${run.failures.length ? `, ${run.failures.length} tag(s) unreadable at home` : ''}`,
+    `replica ${replica.name}: ${kind} ${operationId}: ${tags.length} tag(s), ${jobs.length} job(s), ${run.total.blobs} blob(s) / ${run.total.bytes} bytes missing${deletes.length ? `, ${deletes.length} tag(s) deleted at home` : ''}${run.failures.length ? `, ${run.failures.length} tag(s) unreadable at home` : ''}`,
   );
   return record;
 }
@@ -145,6 +159,17 @@ async function planTag(t: { repository: string; tag: string; digest: string; i: 
     regions: [summary],
   };
   return { ...base, job, status, record, missing: { blobs: summary.missingBlobs, bytes: summary.missingBytes, links } };
+}
+
+function tagDeleteJob(t: { repository: string; tag: string }, region: string, operationId: string, seq: number): { job: DeleteJob; status: RegionStatus; record: PushRecord } {
+  const pushId = `rs-${operationId}-d${seq}`;
+  const jobId = `${pushId}:${region}`;
+  const createdAt = new Date().toISOString();
+  return {
+    job: { version: 1, jobId, pushId, eventId: pushId, region, repository: t.repository, createdAt, action: 'delete', tag: t.tag, sync: { operationId, seq } },
+    status: newRegionStatus({ pushId, region, jobId, action: 'delete', repository: t.repository, tag: t.tag }),
+    record: { pushId, eventId: pushId, action: 'delete', repository: t.repository, tag: t.tag, createdAt, regions: [{ region, jobId, missingBlobs: 0, missingBytes: 0 }] },
+  };
 }
 
 /** Links the region lacks for the tag: layer links, manifest revision links, and the tag itself. */
