@@ -217,14 +217,19 @@ async function supersedingPush(repository: string, tag: string, digest: string |
  * Layer links, then revision links (children first, root last), then the tag: readers see the tag
  * last. The tag is written only while home's tag still points at this job's manifest, and only
  * over the version of the region's link read before home was asked, so an older job that commits
- * after a newer one never sets the tag back (see setTagIfCurrent).
+ * after a newer one never sets the tag back (see commitTag).
  */
 async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage): Promise<TagCommit> {
-  const { layout } = target;
-  await Promise.all(plan.blobs.map((b) => target.writeLink(layout.layerLink(job.repository, b.digest), b.digest)));
-  for (const m of plan.manifests) await target.writeLink(layout.manifestRevisionLink(job.repository, m.digest), m.digest);
-  if (!job.tag) return { committed: true };
-  return setTagIfCurrent(job.repository, job.tag, job.manifest.digest, target, home);
+  const writeLinks = async () => {
+    const { layout } = target;
+    await Promise.all(plan.blobs.map((b) => target.writeLink(layout.layerLink(job.repository, b.digest), b.digest)));
+    for (const m of plan.manifests) await target.writeLink(layout.manifestRevisionLink(job.repository, m.digest), m.digest);
+  };
+  if (!job.tag) {
+    await writeLinks();
+    return { committed: true };
+  }
+  return commitTag(job.repository, job.tag, job.manifest.digest, target, home, writeLinks);
 }
 
 type TagCommit = { committed: true } | { committed: false; homeDigest?: string };
@@ -233,14 +238,27 @@ type TagCommit = { committed: true } | { committed: false; homeDigest?: string }
  * The tag guard. Reading the region's link (and its ETag) before asking home is what makes it
  * safe: a newer job that commits after our read changes the ETag, so our conditional write fails
  * and we ask home again; a newer job that committed before our read had already seen home move
- * on, so home answers the newer digest to us too. Costs one read of home's link per job, not per blob.
+ * on, so home answers the newer digest to us too. A delete job removes the tag under the same
+ * guard. Costs one read of the region's and one of home's link per job, not per blob.
+ *
+ * A superseded job still writes the manifest's links when home still serves the manifest by
+ * digest (a tag moved to a newer image leaves the older one pullable), and leaves them out when
+ * home deleted it.
  */
-async function setTagIfCurrent(repository: string, tag: string, digest: string, target: RegionStorage, home: RegionStorage): Promise<TagCommit> {
+async function commitTag(repository: string, tag: string, digest: string, target: RegionStorage, home: RegionStorage, writeLinks: () => Promise<void>): Promise<TagCommit> {
   const current = target.layout.tagCurrentLink(repository, tag);
+  let linksWritten = false;
   for (let attempt = 1; attempt <= 10; attempt++) {
     const region = await target.readLinkVersion(current);
     const homeDigest = await home.readLink(home.layout.tagCurrentLink(repository, tag));
-    if (homeDigest !== digest) return { committed: false, homeDigest };
+    if (homeDigest !== digest) {
+      if (!linksWritten && (await home.linkExists(home.layout.manifestRevisionLink(repository, digest)))) await writeLinks();
+      return { committed: false, homeDigest };
+    }
+    if (!linksWritten) {
+      await writeLinks();
+      linksWritten = true;
+    }
     await target.writeLink(target.layout.tagIndexLink(repository, tag, digest), digest);
     if (region.digest === digest) return { committed: true };
     if (await target.writeLinkIf(current, digest, region.etag)) return { committed: true };
@@ -284,12 +302,9 @@ async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: Repl
     const links = (l: RegionStorage['layout']) => [l.manifestRevisionLink(job.repository, job.digest!), l.layerLink(job.repository, job.digest!)];
     const [homeLinks, regionLinks] = [links(home.layout), links(layout)];
     for (let i = 0; i < regionLinks.length; i++) {
-      // Re-pushed at home since: the link is part of a live image again.
-      if (await home.linkExists(homeLinks[i])) {
-        homeHasIt = true;
-        continue;
-      }
-      removed += await target.deletePrefix(regionLinks[i]);
+      const outcome = await removeLinkIfGoneAtHome(regionLinks[i], homeLinks[i], target, home);
+      if (outcome === 'kept') homeHasIt = true;
+      if (outcome === 'removed') removed += 1;
     }
   }
   const completedAt = new Date();
@@ -304,18 +319,35 @@ async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: Repl
   }));
 }
 
-/** Removes the region's tag unless home has it at another digest than the deleted one; guarded like setTagIfCurrent. */
+/**
+ * Removes a revision or layer link unless home has it again (re-pushed since the delete). Guarded
+ * like the tag: the region's version is read before home is asked, so a re-push's job that writes
+ * the link after our read makes our delete fail instead of leaving its tag over a missing link.
+ */
+async function removeLinkIfGoneAtHome(link: string, homeLink: string, target: RegionStorage, home: RegionStorage): Promise<'removed' | 'kept' | 'absent'> {
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    const region = await target.readLinkVersion(link);
+    if (await home.linkExists(homeLink)) return 'kept';
+    if (!region.etag) return 'absent';
+    if (await target.deleteLinkIf(link, region.etag)) return 'removed';
+  }
+  throw new Error(`link ${link} in ${target.region} kept changing under 10 guarded deletes: too many concurrent jobs; retrying`);
+}
+
+/**
+ * Removes the region's tag unless it is home's tag too: the same digest, and a manifest home still
+ * serves (a re-push after the delete). A region tag at another digest than home's is stale either
+ * way; removing it leaves the tag absent until the newer push's job sets it, never pointing at a
+ * manifest being deleted. Guarded like commitTag.
+ */
 async function removeTagIfGoneAtHome(repository: string, tag: string, deletedDigest: string | undefined, target: RegionStorage, home: RegionStorage): Promise<{ removed: boolean; kept: boolean; homeDigest?: string }> {
   const current = target.layout.tagCurrentLink(repository, tag);
   for (let attempt = 1; attempt <= 10; attempt++) {
     const region = await target.readLinkVersion(current);
     const homeDigest = await home.readLink(home.layout.tagCurrentLink(repository, tag));
-    // Home's tag at the deleted digest is kept only while home still has that manifest (a re-push);
-    // without its revision link it is a dangling tag a reader cannot pull.
-    if (homeDigest && (homeDigest !== deletedDigest || (await home.linkExists(home.layout.manifestRevisionLink(repository, homeDigest))))) {
-      return { removed: false, kept: true, homeDigest };
-    }
-    if (!region.etag) return { removed: false, kept: false };
+    const homeServes = homeDigest !== undefined && (homeDigest !== deletedDigest || (await home.linkExists(home.layout.manifestRevisionLink(repository, homeDigest))));
+    if (homeServes && homeDigest === region.digest) return { removed: false, kept: true, homeDigest };
+    if (!region.etag) return { removed: false, kept: homeServes, homeDigest };
     if (await target.deleteLinkIf(current, region.etag)) return { removed: true, kept: false };
   }
   throw new Error(`tag ${repository}:${tag} in ${target.region} kept changing under 10 guarded deletes: too many concurrent jobs for one tag; retrying`);
