@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated, pushCommand } from '../../src/cli/push-command';
+import { silentLogger } from '../../src/common/log';
+import { startStack, type Stack } from '../../src/local/stack';
+import { deleteTag } from '../../src/registry/writer';
+import { ReconcileReport } from '../../src/replication/reconcile';
+import { statePaths } from '../../src/storage/paths';
+import { pushImage, settled } from '../support/pipeline';
+
+/**
+ * Lost notifications (a registry restarted while georeg was down loses its in-memory queue) are
+ * recovered by the reconcile timer alone: no command is run. The schedule here is every 2 seconds.
+ */
+
+const REPLICAS = ['eastus', 'westeurope'];
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({ replicas: REPLICAS, httpPort: 0, log: silentLogger, settings: { GEOREG_RECONCILE_SCHEDULE: '*/2 * * * * *' } });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+const tagIn = (region: string, repository: string, tag: string) => {
+  const storage = stack.runtime.regions.get(region)!;
+  return storage.readLink(storage.layout.tagCurrentLink(repository, tag));
+};
+
+async function lastReport(region: string): Promise<ReconcileReport | undefined> {
+  return (await stack.runtime.state.get(statePaths.reconcileReport(region), ReconcileReport))?.value;
+}
+
+/** Runs the CLI's push in-process against this stack, with its settings as the environment. */
+async function cliPush(args: [string, string | undefined], flags: Parameters<typeof pushCommand>[2]) {
+  const saved = { ...process.env };
+  Object.assign(process.env, stack.env, { GEOREG_API_URL: `${stack.host.url}/api` });
+  try {
+    await pushCommand(args[0], args[1], flags);
+  } finally {
+    process.env = saved;
+  }
+}
+
+describe('reconcile (anti-entropy timer)', () => {
+  it('a push whose notification was lost (georeg push --no-notify) reaches every replica within a reconcile period', async () => {
+    await cliPush(['lost/push:v1', undefined], { generate: { layers: 2, layerSize: 1024 }, seed: 'lost-push', notify: false });
+    const digest = await stack.runtime.home.readLink(stack.runtime.home.layout.tagCurrentLink('lost/push', 'v1'));
+    expect(digest).toBeDefined();
+    for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/push', 'v1'), { timeout: 30_000, interval: 250 }).toBe(digest);
+    const report = await lastReport(REPLICAS[0]);
+    expect(report?.requests.listPages).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a tag deleted at home without a notification is removed from every replica', async () => {
+    const image = generated('lost/delete', 'old', { generate: { layers: 1, layerSize: 512 }, seed: 'lost-delete' });
+    await settled(stack, (await pushImage(stack, image)).pushId, REPLICAS);
+    await deleteTag(stack.runtime.home, 'lost/delete', 'old');
+    for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/delete', 'old'), { timeout: 30_000, interval: 250 }).toBeUndefined();
+    // Links only: the blobs stay for garbage collection.
+    for (const region of REPLICAS) expect((await stack.runtime.regions.get(region)!.blobProperties(image.blobs[0].digest))?.size).toBe(image.blobs[0].size);
+  });
+
+  it('a converged registry: a reconcile run finds no drift and sends nothing', async () => {
+    // Wait for a run that starts after everything above has converged.
+    for (const region of REPLICAS) await expect.poll(async () => (await lastReport(region))?.drift, { timeout: 30_000 }).toEqual({ missing: 0, stale: 0, deleted: 0 });
+    const since = Date.now();
+    for (const region of REPLICAS) {
+      await expect.poll(async () => Date.parse((await lastReport(region))?.startedAt ?? '0'), { timeout: 30_000, interval: 250 }).toBeGreaterThan(since);
+      const report = (await lastReport(region))!;
+      expect(report.sent).toEqual([]);
+      expect(report.drift).toEqual({ missing: 0, stale: 0, deleted: 0 });
+      expect(report.homeTags).toBe(report.regionTags);
+      // Equal tags by listing: not one link read.
+      expect(report.requests.reads).toBe(0);
+    }
+  });
+});
