@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { parseDigest } from '../oci/digest';
 
 /**
@@ -137,6 +138,8 @@ export const statePaths = {
   webhookAttemptsPrefix: (name: string) => `webhook-events/${safe(name)}/`,
   /** Names sort newest first: the key starts with the time counted down from the year 2286. */
   webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${String(9_999_999_999_999 - at.getTime()).padStart(13, '0')}-${safe(key)}.json`,
+  /** A handler's dead-letter verdict on a message, kept until its dead letter is handled (message ids may hold any character: hashed). */
+  deadLetterVerdict: (lane: string, messageId: string) => `dead-letter-verdicts/${safe(lane)}/${createHash('sha256').update(messageId).digest('hex').slice(0, 40)}.json`,
 };
 
 function safe(segment: string): string {

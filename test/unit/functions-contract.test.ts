@@ -46,8 +46,21 @@ describe('functions/ registrations (the Functions host contract)', () => {
     byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
   });
 
-  it('registers exactly the push, status, replicate, webhooks, deliver, replications and route functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'regionRoute', 'replicate', 'replications', 'webhooks']);
+  it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, replications and route functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'deliverDeadLetters', 'push', 'pushStatus', 'regionRoute', 'replicate', 'replicateDeadLetters', 'replications', 'webhooks']);
+  });
+
+  it("replicateDeadLetters binds the dead-letter queue of the region's subscription", () => {
+    expect(byName.replicateDeadLetters.find((b) => b.direction === 'in')).toMatchObject({
+      type: 'serviceBusTrigger',
+      connection: 'ServiceBusConnection',
+      topicName: '%GEOREG_REPLICATION_TOPIC%',
+      subscriptionName: '%REGION_NAME%/$DeadLetterQueue',
+    });
+  });
+
+  it("deliverDeadLetters binds the webhook queue's dead-letter queue", () => {
+    expect(byName.deliverDeadLetters.find((b) => b.direction === 'in')).toMatchObject({ type: 'serviceBusTrigger', connection: 'ServiceBusConnection', queueName: '%GEOREG_WEBHOOK_QUEUE%/$DeadLetterQueue' });
   });
 
   it('replications is a function-key admin API on replications/{name?}/{op?}', () => {
