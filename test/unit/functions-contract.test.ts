@@ -109,6 +109,15 @@ describe('functions/ registrations (the Functions host contract)', () => {
     for (const name of names) expect(values, `setting ${name}`).toHaveProperty(name);
   });
 
+  it('host.json settles as src/bus/settlement.ts expects and serves routes under /api as the local host does', () => {
+    const host = JSON.parse(readFileSync('host.json', 'utf8'));
+    // Without message actions the Functions host completes on return and abandons on a throw.
+    expect(host.extensions.serviceBus.autoCompleteMessages).toBe(true);
+    // A job copying large blobs outlives a one-minute lock: the host renews it.
+    expect(host.extensions.serviceBus.maxAutoLockRenewalDuration).toMatch(/^\d\d:\d\d:\d\d$/);
+    expect(host.extensions.http.routePrefix).toBe('api');
+  });
+
   it('package.json main points the host at the compiled registrations', () => {
     expect(JSON.parse(readFileSync('package.json', 'utf8')).main).toBe('dist/functions/index.js');
   });
