@@ -1,5 +1,5 @@
 import type { InvocationContext } from '@azure/functions';
-import { settle, type HandlerOutcome } from '../src/bus/settlement';
+import { settle, type DeadLetter, type HandlerOutcome } from '../src/bus/settlement';
 import { hostedInvocation, runtime, type Runtime } from '../src/runtime';
 
 /**
@@ -27,7 +27,7 @@ export function settledHandler<O extends HandlerOutcome>(lane: string, handle: (
  * reason and description as application properties of the dead letter; the trigger metadata
  * carries them there.
  */
-export function deadLetterOf(context: InvocationContext): { messageId?: string; reason?: string; description?: string; deliveryCount?: number } {
+export function deadLetterOf(context: InvocationContext): DeadLetter {
   const meta = context.triggerMetadata ?? {};
   const props = (meta.applicationProperties ?? {}) as Record<string, unknown>;
   const text = (v: unknown) => (typeof v === 'string' && v ? v : undefined);

@@ -118,10 +118,27 @@ export async function settle<O extends HandlerOutcome>(delivery: Delivery, handl
   throw new DeadLetterPendingError(verdict);
 }
 
-/** The verdict recorded for a dead-lettered message, removed as it is read (the dead letter is handled once). */
-export async function takeVerdict(state: StateStore, lane: string, messageId: string): Promise<Verdict | undefined> {
-  const name = statePaths.deadLetterVerdict(lane, messageId);
-  const found = (await state.get(name, Verdict))?.value;
-  if (found) await state.delete(name);
-  return found;
+/** What a dead-letter trigger knows of a dead letter (the broker's reason and description). */
+export interface DeadLetter {
+  messageId?: string;
+  reason?: string;
+  description?: string;
+  deliveryCount?: number;
+}
+
+/**
+ * Why a message was dead-lettered: the handler's own verdict where one was recorded (taken: the
+ * dead letter is handled once), else what Service Bus says (MaxDeliveryCountExceeded, an expiry).
+ */
+export async function deadLetterCause(state: StateStore, lane: string, letter: DeadLetter): Promise<{ reason: string; description: string }> {
+  let verdict: Verdict | undefined;
+  if (letter.messageId) {
+    const name = statePaths.deadLetterVerdict(lane, letter.messageId);
+    verdict = (await state.get(name, Verdict))?.value;
+    if (verdict) await state.delete(name);
+  }
+  return {
+    reason: verdict?.reason ?? letter.reason ?? 'DeadLettered',
+    description: verdict?.description ?? letter.description ?? `dead-lettered by Service Bus after ${letter.deliveryCount ?? '?'} deliveries`,
+  };
 }

@@ -40,7 +40,12 @@ const coreStandIn = {
     if (!trigger) throw new Error(`function ${metadata.name} registers no trigger binding`);
     if (registered.some((r) => r.name === metadata.name)) throw new Error(`function ${metadata.name} is registered twice`);
     registered.push({ name: metadata.name, trigger, bindings, handler });
-    return { dispose: () => void registered.splice(registered.findIndex((r) => r.name === metadata.name) >>> 0, 1) };
+    return {
+      dispose: () => {
+        const at = registered.findIndex((r) => r.name === metadata.name);
+        if (at >= 0) registered.splice(at, 1);
+      },
+    };
   },
 };
 

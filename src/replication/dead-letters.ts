@@ -1,5 +1,5 @@
 import { ReplicationJob } from '../bus/messages';
-import { REPLICATION_LANE, takeVerdict } from '../bus/settlement';
+import { deadLetterCause, REPLICATION_LANE, type DeadLetter } from '../bus/settlement';
 import type { Logger } from '../common/log';
 import { recordReplicaFailure } from '../replicas/progress';
 import type { ReplicaRegistry } from '../replicas/registry';
@@ -13,13 +13,6 @@ import { StatusStore } from './status';
  * `failed` (unless it completed) and a back-fill or resync counts the job as failed, so a run ends
  * Failed without anyone reading it. Nothing else fires.
  */
-
-export interface DeadLetter {
-  messageId?: string;
-  reason?: string;
-  description?: string;
-  deliveryCount?: number;
-}
 
 export interface JobDeadLetterDeps {
   state: StateStore;
@@ -36,9 +29,7 @@ export async function handleReplicationDeadLetter(body: unknown, letter: DeadLet
   }
   const job = parsed.data;
   // Where Functions could not dead-letter explicitly, the handler's own reason waits in its verdict.
-  const verdict = letter.messageId ? await takeVerdict(deps.state, REPLICATION_LANE, letter.messageId) : undefined;
-  const reason = verdict?.reason ?? letter.reason ?? 'DeadLettered';
-  const description = verdict?.description ?? letter.description ?? `dead-lettered by Service Bus after ${letter.deliveryCount ?? '?'} deliveries`;
+  const { reason, description } = await deadLetterCause(deps.state, REPLICATION_LANE, letter);
   try {
     await new StatusStore(deps.state).updateRegion(job.pushId, job.region, (s) => (s.state === 'complete' || s.state === 'failed' ? s : { ...s, state: 'failed', error: `${reason}: ${description}` }));
   } catch (e) {

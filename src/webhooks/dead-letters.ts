@@ -1,7 +1,6 @@
 import { WebhookDeliveryMessage } from '../bus/messages';
-import { takeVerdict, WEBHOOK_LANE } from '../bus/settlement';
+import { deadLetterCause, WEBHOOK_LANE, type DeadLetter } from '../bus/settlement';
 import type { Logger } from '../common/log';
-import type { DeadLetter } from '../replication/dead-letters';
 import { StateNotFoundError, type StateStore } from '../storage/state-store';
 import { WebhookStore } from './store';
 
@@ -17,9 +16,7 @@ export async function handleDeliveryDeadLetter(body: unknown, letter: DeadLetter
     return { outcome: 'completed' };
   }
   const message = parsed.data;
-  const verdict = letter.messageId ? await takeVerdict(deps.state, WEBHOOK_LANE, letter.messageId) : undefined;
-  const reason = verdict?.reason ?? letter.reason ?? 'DeadLettered';
-  const description = verdict?.description ?? letter.description ?? `dead-lettered by Service Bus after ${letter.deliveryCount ?? '?'} deliveries`;
+  const { reason, description } = await deadLetterCause(deps.state, WEBHOOK_LANE, letter);
   try {
     await new WebhookStore(deps.state).updateDelivery(message.webhook, message.deliveryId, (r) =>
       r.state === 'delivered' || r.state === 'failed' ? r : { ...r, state: 'failed', reason, description, nextAttemptAt: undefined },

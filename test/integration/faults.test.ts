@@ -5,10 +5,9 @@ import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import { startLocalHost, type LocalHost, type SettledInvocation } from '../../src/local/host';
 import { startStack, type Stack } from '../../src/local/stack';
-import { writeImage } from '../../src/registry/writer';
 import { StatusStore } from '../../src/replication/status';
 import { DeadLetterLog } from '../support/dead-letters';
-import { envelopeFor, notify, pushImage, settled } from '../support/pipeline';
+import { pushCorruptImage, pushImage, settled } from '../support/pipeline';
 
 /**
  * Faults on the real stack: a plan too large for one message (claim check), a worker that died
@@ -92,13 +91,7 @@ describe('faults', () => {
   });
 
   it('a corrupt blob at home dead-letters the job on its first delivery, naming digest and region, and the tag is not committed', async () => {
-    const image = generated('fault/corrupt', '1', { generate: { layers: 2, layerSize: 8 * 1024 }, seed: 'corrupt' });
-    await writeImage(stack.runtime.home, image);
-    const bad = image.blobs[1];
-    await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 7), { append: true });
-    const res = await notify(stack, envelopeFor(image));
-    expect(res.status).toBe(202);
-    const pushId = res.body.pushes[0].pushId;
+    const { pushId, bad } = await pushCorruptImage(stack, 'fault/corrupt', 'corrupt');
     for (const r of await settled(stack, pushId, ['eastus', 'westeurope'])) {
       expect(r.state).toBe('failed');
       expect(r.error).toContain('DigestMismatch');

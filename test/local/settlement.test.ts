@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Verdict } from '../../src/bus/settlement';
-import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
 import type { SettledInvocation } from '../../src/local/host';
 import { startStack, type Stack } from '../../src/local/stack';
-import { writeImage } from '../../src/registry/writer';
 import { StatusStore } from '../../src/replication/status';
 import { statePaths } from '../../src/storage/paths';
 import { DeadLetterLog } from '../support/dead-letters';
-import { envelopeFor, notify, settled } from '../support/pipeline';
+import { pushCorruptImage, settled } from '../support/pipeline';
 
 /**
  * The settlement as Azure Functions for Node runs it today: no message actions, the host
@@ -43,13 +41,7 @@ afterAll(async () => {
 
 describe('settlement without message actions (Azure Functions for Node)', () => {
   it('a corrupt blob is copied and checked once, then dead-letters with its own reason after MaxDeliveryCount quick deliveries', async () => {
-    const image = generated('settle/corrupt', '1', { generate: { layers: 2, layerSize: 8 * 1024 }, seed: 'settle-corrupt' });
-    await writeImage(stack.runtime.home, image);
-    const bad = image.blobs[1];
-    await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 3), { append: true });
-    const res = await notify(stack, envelopeFor(image));
-    expect(res.status).toBe(202);
-    const pushId: string = res.body.pushes[0].pushId;
+    const { pushId, bad } = await pushCorruptImage(stack, 'settle/corrupt', 'settle-corrupt');
     const messageId = `${pushId}:eastus`;
 
     const handled = await deadLetters.find((d) => d.function === 'replicateDeadLetters' && d.message.messageId === messageId, 30_000);
