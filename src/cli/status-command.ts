@@ -1,11 +1,11 @@
 import type { PushSummary } from '../replication/status-api';
-import { parseReference, resolveTarget } from './target';
+import { adminHeaders, parseReference, resolveTarget } from './target';
 
 /** `georeg status <push-id | repo:tag>`: each region's state for one push. */
 export async function statusCommand(ref: string, flags: { url?: string; output?: string; key?: string }): Promise<void> {
   const target = resolveTarget(flags);
   const query = ref.includes(':') && !/^[0-9a-f-]{36}$/.test(ref) ? byTag(ref) : `/${encodeURIComponent(ref)}`;
-  const res = await fetch(`${target.apiUrl}/pushes${query}`, { headers: flags.key ? { 'x-functions-key': flags.key } : {} });
+  const res = await fetch(`${target.apiUrl}/pushes${query}`, { headers: adminHeaders({ key: flags.key, adminSecret: target.settings.adminSecret }) });
   const body = await res.text();
   if (!res.ok) throw new Error(`${target.apiUrl}/pushes${query} answered ${res.status}: ${body}`);
   const summary = JSON.parse(body) as PushSummary;

@@ -79,7 +79,9 @@ export interface LocalHostOptions {
 const REPLICATE = 'replicate';
 const DELIVER = 'deliver';
 /** host.json `extensions.http.routePrefix`. */
-const ROUTE_PREFIX = 'api';
+export const ROUTE_PREFIX = 'api';
+/** host.json `extensions.serviceBus.maxAutoLockRenewalDuration`: a job copying large blobs outlives a one-minute lock. */
+export const LOCK_RENEWAL_MS = 10 * 60_000;
 /** What the host discards of a refused body before it closes the connection (so the client reads the answer). */
 const DRAIN_LIMIT = 16 * 1024 * 1024;
 const DEAD_LETTER_SUFFIX = /^(.+)\/\$deadletterqueue$/i;
@@ -199,11 +201,12 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     const fn = registration.name;
     const extra: Record<string, string> = region ? { REGION_NAME: region } : {};
     const client = clientFor(String(binding.connection ?? 'ServiceBusConnection'));
+    const renewal = { maxAutoLockRenewalDurationInMs: LOCK_RENEWAL_MS };
     const [entity, receiver] = (() => {
       if (typeof binding.queueName === 'string') {
         const name = resolve(binding.queueName, fn, extra);
         const dlq = DEAD_LETTER_SUFFIX.exec(name);
-        return [name, dlq ? client.createReceiver(dlq[1], { subQueueType: 'deadLetter' }) : client.createReceiver(name)] as const;
+        return [name, dlq ? client.createReceiver(dlq[1], { subQueueType: 'deadLetter', ...renewal }) : client.createReceiver(name, renewal)] as const;
       }
       if (typeof binding.topicName !== 'string' || typeof binding.subscriptionName !== 'string') {
         throw new Error(`function ${fn}: a Service Bus trigger needs queueName, or topicName and subscriptionName`);
@@ -211,7 +214,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       const topic = resolve(binding.topicName, fn, extra);
       const subscription = resolve(binding.subscriptionName, fn, extra);
       const dlq = DEAD_LETTER_SUFFIX.exec(subscription);
-      const receiver = dlq ? client.createReceiver(topic, dlq[1], { subQueueType: 'deadLetter' }) : client.createReceiver(topic, subscription);
+      const receiver = dlq ? client.createReceiver(topic, dlq[1], { subQueueType: 'deadLetter', ...renewal }) : client.createReceiver(topic, subscription, renewal);
       return [`${topic}/Subscriptions/${subscription}`, receiver] as const;
     })();
     const where = `${fn}${region ? `[${region}]` : ''}`;

@@ -1,12 +1,19 @@
+import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated } from '../../src/cli/push-command';
 import type { Logger } from '../../src/common/log';
 import type { SettledInvocation } from '../../src/local/host';
 import { functionRegistrations, type Registration } from '../../src/local/registrations';
 import { startStack, type Stack } from '../../src/local/stack';
 import { runtime } from '../../src/runtime';
+import { pushImage, settled } from '../support/pipeline';
+
+const run = promisify(execFile);
 
 /**
  * The local host booted from what functions/ registers: every HTTP route answers from its
@@ -178,10 +185,16 @@ describe('HTTP hygiene', () => {
     }
   });
 
-  it('keeps the status API behind the admin secret', async () => {
+  it('keeps the status API behind the admin secret, which `georeg status` sends', async () => {
     expect((await fetch(`${stack.host.url}/api/pushes?repository=a/b&tag=1`)).status).toBe(401);
     expect((await fetch(`${stack.host.url}/api/pushes/nope`)).status).toBe(401);
     const res = await fetch(`${stack.host.url}/api/pushes/nope`, { headers: stack.adminHeaders });
     expect(res.status).toBe(404);
+
+    const p = await pushImage(stack, generated('host/status', '1', { generate: { layers: 1, layerSize: 1024 }, seed: 'host-status' }));
+    await settled(stack, p.pushId, REPLICAS);
+    const env = { ...process.env, ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` };
+    const { stdout } = await run(process.execPath, [join(__dirname, '../../bin/georeg.js'), 'status', p.pushId, '-o', 'json'], { env });
+    expect(JSON.parse(stdout)).toMatchObject({ pushId: p.pushId, state: 'complete' });
   });
 });

@@ -1,6 +1,7 @@
 import Module from 'node:module';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_RENEWAL_MS, ROUTE_PREFIX } from '../../src/local/host';
 
 /**
  * What the Functions host reads: the metadata @azure/functions hands the worker through
@@ -113,9 +114,10 @@ describe('functions/ registrations (the Functions host contract)', () => {
     const host = JSON.parse(readFileSync('host.json', 'utf8'));
     // Without message actions the Functions host completes on return and abandons on a throw.
     expect(host.extensions.serviceBus.autoCompleteMessages).toBe(true);
-    // A job copying large blobs outlives a one-minute lock: the host renews it.
-    expect(host.extensions.serviceBus.maxAutoLockRenewalDuration).toMatch(/^\d\d:\d\d:\d\d$/);
-    expect(host.extensions.http.routePrefix).toBe('api');
+    // A job copying large blobs outlives a one-minute lock: both hosts renew it for as long.
+    const [h, m, s] = String(host.extensions.serviceBus.maxAutoLockRenewalDuration).split(':').map(Number);
+    expect(((h * 60 + m) * 60 + s) * 1000).toBe(LOCK_RENEWAL_MS);
+    expect(host.extensions.http.routePrefix).toBe(ROUTE_PREFIX);
   });
 
   it('package.json main points the host at the compiled registrations', () => {
