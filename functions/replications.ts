@@ -1,25 +1,20 @@
-import { app, type HttpRequest, type InvocationContext } from '@azure/functions';
 import { handleReplicaAdmin, handleRouteRequest } from '../src/replicas/admin-api';
-import { replicaAdminDeps, runtime } from '../src/runtime';
-import { headersOf } from './http';
+import { replicaAdminDeps } from '../src/runtime';
+import { httpFunction } from './http';
 
 // Replica management (`georeg replication create|list|show|update|delete|resync`).
-app.http('replications', {
+httpFunction('replications', {
   route: 'replications/{name?}/{op?}',
   methods: ['GET', 'POST', 'PATCH', 'DELETE'],
   authLevel: 'function',
-  handler: async (request: HttpRequest, context: InvocationContext) =>
-    handleReplicaAdmin(
-      { method: request.method, name: request.params.name, op: request.params.op, query: Object.fromEntries(request.query), body: await request.text(), headers: headersOf(request) },
-      replicaAdminDeps(await runtime(), context),
-    ),
+  handle: async (request, rt, context) =>
+    handleReplicaAdmin({ method: request.method, name: request.params.name, op: request.params.op, query: request.query, body: await request.body(), headers: request.headers }, replicaAdminDeps(rt, context)),
 });
 
 // Which regions can serve a pull of repository:tag now (enabled, and holding the image complete).
-app.http('regionRoute', {
+httpFunction('regionRoute', {
   route: 'regions/route',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (request: HttpRequest, context: InvocationContext) =>
-    handleRouteRequest({ query: Object.fromEntries(request.query), headers: headersOf(request) }, replicaAdminDeps(await runtime(), context)),
+  handle: async (request, rt, context) => handleRouteRequest({ query: request.query, headers: request.headers }, replicaAdminDeps(rt, context)),
 });

@@ -1,14 +1,11 @@
-import { app, type HttpRequest } from '@azure/functions';
 import { handleStatusRequest } from '../src/replication/status-api';
-import { runtime } from '../src/runtime';
+import { httpFunction } from './http';
 
-app.http('pushStatus', {
+// Push status (`georeg status`): behind the function key in Azure, and GEOREG_ADMIN_SECRET when set.
+httpFunction('pushStatus', {
   route: 'pushes/{id?}',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (request: HttpRequest) =>
-    handleStatusRequest(
-      { id: request.params.id, repository: request.query.get('repository') ?? undefined, tag: request.query.get('tag') ?? undefined, problems: request.query.has('problems'), limit: request.query.get('limit') ?? undefined },
-      (await runtime()).state,
-    ),
+  handle: async (request, rt) =>
+    handleStatusRequest({ id: request.params.id, repository: request.query.repository, tag: request.query.tag, problems: request.query.problems !== undefined, limit: request.query.limit }, rt.state),
 });

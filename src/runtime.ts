@@ -1,5 +1,6 @@
 import { ServiceBusClient, type ServiceBusAdministrationClient, type ServiceBusSender } from '@azure/service-bus';
 import { createAdministrationClient } from './bus/admin';
+import type { MessageActions } from './bus/settlement';
 import { replicationJobMessage } from './bus/messages';
 import { DefaultAzureCredential } from '@azure/identity';
 import type { Logger } from './common/log';
@@ -76,13 +77,51 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
 
 let shared: Promise<Runtime> | undefined;
 
-/** The process-wide runtime for functions/ (lazily created on the first invocation). */
-export function runtime(): Promise<Runtime> {
+/**
+ * What a host that is not the Functions host hands an invocation: its runtime (the local host
+ * has its own, and tests run several in one process) and, to settle a Service Bus message
+ * explicitly, its message actions. Keyed by the invocation's context object.
+ */
+export interface HostedInvocation {
+  runtime: Runtime;
+  messageActions?: MessageActions;
+}
+const hosted = new WeakMap<object, HostedInvocation>();
+
+export function hostInvocation(context: object, invocation: HostedInvocation): void {
+  hosted.set(context, invocation);
+}
+
+export function hostedInvocation(context: object | undefined): HostedInvocation | undefined {
+  return context ? hosted.get(context) : undefined;
+}
+
+/**
+ * The runtime for a functions/ invocation: the local host's when it runs the invocation, else the
+ * process-wide one (lazily created from the environment on the first invocation, as in Azure).
+ */
+export function runtime(context?: object): Promise<Runtime> {
+  const mine = hostedInvocation(context)?.runtime;
+  if (mine) return Promise.resolve(mine);
   shared ??= createRuntime().catch((e) => {
     shared = undefined;
     throw e;
   });
   return shared;
+}
+
+/** Who is told when a region starts or stops receiving jobs (a local host starts or stops its receivers). */
+const regionWatchers = new WeakMap<Runtime, Set<() => Promise<void>>>();
+
+export function watchRegions(rt: Runtime, listener: () => Promise<void>): () => void {
+  const set = regionWatchers.get(rt) ?? new Set();
+  regionWatchers.set(rt, set);
+  set.add(listener);
+  return () => set.delete(listener);
+}
+
+async function regionsChanged(rt: Runtime): Promise<void> {
+  await Promise.all([...(regionWatchers.get(rt) ?? [])].map((listener) => listener()));
 }
 
 export function pushDeps(rt: Runtime, log: Logger): PushDeps {
@@ -119,7 +158,7 @@ export function webhookAdminDeps(rt: Runtime, log: Logger): WebhookAdminDeps {
   return { settings: rt.settings, state: rt.state, webhookSender: rt.webhookSender, replicaNames: async () => (await rt.registry.list()).filter((r) => !r.home).map((r) => r.name), log };
 }
 
-export function replicaAdminDeps(rt: Runtime, log: Logger, onRegionsChanged?: () => Promise<void>): ReplicaAdminDeps {
+export function replicaAdminDeps(rt: Runtime, log: Logger, onRegionsChanged: () => Promise<void> = () => regionsChanged(rt)): ReplicaAdminDeps {
   return {
     settings: rt.settings,
     registry: rt.registry,

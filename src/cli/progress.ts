@@ -1,13 +1,14 @@
 import cliProgress from 'cli-progress';
 import type { PushSummary } from '../replication/status-api';
+import { adminHeaders } from './target';
 
 /**
  * Per-region progress of a push, from the status endpoint: one bar per region (bytes copied of
  * bytes the region lacked), with blobs copied and skipped. Falls back to plain lines off a TTY.
  */
 
-export async function fetchPushStatus(apiUrl: string, pushId: string, key?: string): Promise<PushSummary> {
-  const res = await fetch(`${apiUrl}/pushes/${encodeURIComponent(pushId)}`, { headers: key ? { 'x-functions-key': key } : {} });
+export async function fetchPushStatus(apiUrl: string, pushId: string, auth: { key?: string; adminSecret?: string } = {}): Promise<PushSummary> {
+  const res = await fetch(`${apiUrl}/pushes/${encodeURIComponent(pushId)}`, { headers: adminHeaders(auth) });
   const text = await res.text();
   if (!res.ok) throw new Error(`${apiUrl}/pushes/${pushId} answered ${res.status}: ${text.slice(0, 300)}`);
   return JSON.parse(text) as PushSummary;
@@ -18,6 +19,8 @@ export interface WatchOptions {
   timeoutMs?: number;
   out?: NodeJS.WriteStream;
   key?: string;
+  /** The status API is an admin API: GEOREG_ADMIN_SECRET, when set. */
+  adminSecret?: string;
 }
 
 /** Polls until every region is complete or failed; returns the final summary. */
@@ -39,7 +42,7 @@ export async function watchPush(apiUrl: string, pushId: string, options: WatchOp
   const bars = new Map<string, cliProgress.SingleBar>();
   const printed = new Map<string, string>();
   for (;;) {
-    const summary = await fetchPushStatus(apiUrl, pushId, options.key);
+    const summary = await fetchPushStatus(apiUrl, pushId, { key: options.key, adminSecret: options.adminSecret });
     for (const r of summary.regions) {
       const payload = {
         region: r.region.padEnd(14),

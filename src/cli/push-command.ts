@@ -52,7 +52,7 @@ export async function pushCommand(first: string, second: string | undefined, fla
   const push = response.pushes[0];
   console.log(`pushed ${image.repository}:${image.tag} ${root.digest} to ${settings.homeRegion.name} (${written.written} blobs written, ${written.skipped} already there)`);
   console.log(`push ${push.pushId}: ${push.jobs.map((j) => `${j.region} lacks ${j.missingBlobs} blob(s)`).join(', ')}`);
-  if (flags.wait) await watchPush(target.apiUrl, push.pushId);
+  if (flags.wait) await watchPush(target.apiUrl, push.pushId, { adminSecret: target.settings.adminSecret });
   else console.log(`follow it with: npx georeg status ${push.pushId}`);
 }
 

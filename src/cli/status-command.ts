@@ -1,6 +1,6 @@
 import type { Problem } from '../replication/problems';
 import type { PushSummary } from '../replication/status-api';
-import { parseReference, resolveTarget } from './target';
+import { adminHeaders, parseReference, resolveTarget } from './target';
 
 /** `georeg status <push-id | repo:tag>`: each region's state for one push; `--problems`: events georeg could not act on. */
 export async function statusCommand(ref: string | undefined, flags: { url?: string; output?: string; key?: string; problems?: boolean }): Promise<void> {
@@ -8,7 +8,7 @@ export async function statusCommand(ref: string | undefined, flags: { url?: stri
   if (flags.problems) return problemsReport(target.apiUrl, flags);
   if (!ref) throw new Error('usage: georeg status <push-id | repo:tag>, or georeg status --problems');
   const query = ref.includes(':') && !/^[0-9a-f-]{36}$/.test(ref) ? byTag(ref) : `/${encodeURIComponent(ref)}`;
-  const res = await fetch(`${target.apiUrl}/pushes${query}`, { headers: flags.key ? { 'x-functions-key': flags.key } : {} });
+  const res = await fetch(`${target.apiUrl}/pushes${query}`, { headers: adminHeaders({ key: flags.key, adminSecret: target.settings.adminSecret }) });
   const body = await res.text();
   if (!res.ok) throw new Error(`${target.apiUrl}/pushes${query} answered ${res.status}: ${body}`);
   const summary = JSON.parse(body) as PushSummary;

@@ -40,9 +40,7 @@ export function resolveTarget(flags: { url?: string }): CliTarget {
 export async function adminCall(flags: { url?: string; key?: string }, method: string, path: string, body?: unknown): Promise<any> {
   const { apiUrl, settings } = resolveTarget(flags);
   const url = `${apiUrl}${path}`;
-  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-  if (flags.key) headers['x-functions-key'] = flags.key;
-  if (settings.adminSecret) headers.authorization = `Bearer ${settings.adminSecret}`;
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', ...adminHeaders({ key: flags.key, adminSecret: settings.adminSecret }) };
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   let json: any;
@@ -53,6 +51,11 @@ export async function adminCall(flags: { url?: string; key?: string }, method: s
   }
   if (!res.ok) throw new Error(`${method} ${url} answered ${res.status}: ${json?.error ?? text.slice(0, 300)}`);
   return json;
+}
+
+/** What an admin or status call sends: the function key (Azure) and GEOREG_ADMIN_SECRET, when known. */
+export function adminHeaders(auth: { key?: string; adminSecret?: string }): Record<string, string> {
+  return { ...(auth.key ? { 'x-functions-key': auth.key } : {}), ...(auth.adminSecret ? { authorization: `Bearer ${auth.adminSecret}` } : {}) };
 }
 
 /** `repo:tag` or `repo@sha256:...` */

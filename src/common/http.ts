@@ -44,10 +44,10 @@ export function parseJsonBody<T extends z.ZodTypeAny>(schema: T, body: string, w
   return result.success ? { value: result.data } : { error: `${what}: ${summarizeZodError(result.error)}` };
 }
 
-/** An `Authorization` header carrying `secret`, bare or as a Bearer token (compared in constant time). */
+/** An `Authorization` header carrying `secret`, bare or as a Bearer token (the scheme in any case, RFC 9110; compared in constant time). */
 export function secretMatches(header: string | undefined, secret: string): boolean {
   if (!header) return false;
-  const presented = header.startsWith('Bearer ') ? header.slice(7) : header;
+  const presented = header.replace(/^bearer +/i, '');
   const a = Buffer.from(presented);
   const b = Buffer.from(secret);
   return a.length === b.length && timingSafeEqual(a, b);
@@ -65,4 +65,45 @@ export function adminDenied(headers: Record<string, string | undefined>, adminSe
     jsonBody: { error: 'missing or wrong Authorization header: send GEOREG_ADMIN_SECRET as "Authorization: Bearer <secret>" (the CLI does when the secret is in its settings)' },
     headers: { 'WWW-Authenticate': 'Bearer realm="georeg-admin"' },
   };
+}
+
+/**
+ * The HTTP hygiene every host applies, in one place: the local host before it reads a body, the
+ * functions/ HTTP wrapper (functions/http.ts) in Azure and locally. Bodies are notifications and
+ * admin documents: small. A registry's envelope of 1,000 events is about 1 MiB.
+ */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+export type AuthLevel = 'anonymous' | 'function' | 'admin';
+
+/**
+ * A route's auth level, as the local host and the functions/ wrapper both check it: `function` and
+ * `admin` ask for GEOREG_ADMIN_SECRET when it is set (in Azure the function key is asked first);
+ * `anonymous` routes authenticate in their handler (the push secret).
+ */
+export function authLevelDenied(authLevel: AuthLevel, headers: Record<string, string | undefined>, adminSecret: string | undefined): HttpOutput | undefined {
+  return authLevel === 'anonymous' ? undefined : adminDenied(headers, adminSecret);
+}
+
+/** Bad input found below a handler (a body over the limit): the wrapper answers with `output`. */
+export class HttpInputError extends Error {
+  constructor(readonly output: HttpOutput) {
+    super((output.jsonBody as { error?: string }).error ?? `HTTP ${output.status}`);
+    this.name = 'HttpInputError';
+  }
+}
+
+export function bodyTooLarge(limit = MAX_BODY_BYTES): HttpOutput {
+  return { status: 413, jsonBody: { error: `request body over ${limit} bytes: georeg takes notification envelopes and admin documents, which are far smaller` } };
+}
+
+export function badRequest(error: string): HttpOutput {
+  return { status: 400, jsonBody: { error } };
+}
+
+/** A declared Content-Length over the limit (or not a number): refused before any byte is read. */
+export function declaredLengthRefused(contentLength: string | undefined, limit = MAX_BODY_BYTES): HttpOutput | undefined {
+  if (contentLength === undefined) return undefined;
+  if (!/^\d+$/.test(contentLength.trim())) return badRequest(`Content-Length "${contentLength}" is not a number of bytes`);
+  return Number(contentLength) > limit ? bodyTooLarge(limit) : undefined;
 }

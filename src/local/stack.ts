@@ -65,7 +65,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const settings = loadSettings(env);
     runtime = await createRuntime(settings);
     await Promise.all([...runtime.regions.values()].map((r) => r.ensureContainer()));
-    const host = await startLocalHost(runtime, { ...options.host, port: options.httpPort ?? 0, log: options.log });
+    const host = await startLocalHost(runtime, { env, ...options.host, port: options.httpPort ?? 0, log: options.log });
     const rt = runtime;
     const sb = bus;
     return {

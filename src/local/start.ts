@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     await writeImage(stack.runtime.home, image);
     const root = image.manifests[image.manifests.length - 1];
     const response = (await postNotification(stack.pushUrl, stack.settings.pushSecret, pushEnvelope({ repository: demo.ref, tag: demo.tag, manifest: root, blobs: image.blobs, references: image.blobs }))) as { pushes: Array<{ pushId: string }> };
-    results.push({ what: `${demo.ref}:${demo.tag}`, summary: await watchPush(apiUrl, response.pushes[0].pushId) });
+    results.push({ what: `${demo.ref}:${demo.tag}`, summary: await watchPush(apiUrl, response.pushes[0].pushId, { adminSecret: stack.settings.adminSecret }) });
     await subscribers.flush(response.pushes[0].pushId);
   }
   console.log('\nper-region figures:');

@@ -8,7 +8,7 @@ import { isRepositoryName, isTag, statePaths } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import { StateUnavailableError, type StateStore } from '../storage/state-store';
 import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type SyncRun } from './definition';
-import { collectBrokerDeadLetters, LastSynced } from './progress';
+import { LastSynced } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
 import { startSync } from './sync';
 
@@ -55,6 +55,7 @@ export interface ReplicaView {
   /** Seconds since the oldest job still queued for the region was enqueued (0: nothing waiting). */
   lagSeconds?: number;
   pendingJobs?: number;
+  /** Dead letters on the region's queue not yet handled by the dead-letter trigger (which records each on the push and the run). */
   deadLetters?: number;
   sync?: Omit<SyncRun, 'finished'>;
   createdAt?: string;
@@ -236,12 +237,8 @@ async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaVi
   let queueError: string | undefined;
   if (!replica.home) {
     try {
+      // Only read: dead letters are recorded by their trigger (functions/deadletters.ts) as they arrive.
       queue = await regionQueue(deps.busAdmin(), deps.bus, deps.settings.serviceBus.replicationTopic, replica.name);
-      const run = replica.record?.sync;
-      if (queue?.deadLettered && run && replica.status === 'Syncing') {
-        const found = await collectBrokerDeadLetters(replica.name, run.operationId, { client: deps.bus, topic: deps.settings.serviceBus.replicationTopic }, deps);
-        if (found) replica = (await deps.registry.get(replica.name)) ?? replica;
-      }
     } catch (e) {
       queueError = `Service Bus: ${(e as Error).message}`;
     }

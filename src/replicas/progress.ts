@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import type { ServiceBusClient } from '@azure/service-bus';
-import { ReplicationJob } from '../bus/messages';
+import type { ReplicationJob } from '../bus/messages';
 import type { Logger } from '../common/log';
 import type { RegionStatus } from '../replication/status';
 import { statePaths } from '../storage/paths';
@@ -46,31 +45,6 @@ export async function recordReplicaFailure(job: ReplicationJob, reason: string, 
     if (hasBit(run.finished, seq)) return run;
     return { ...run, finished: setBit(run.finished, seq), done: { ...run.done, jobs: run.done.jobs + 1 }, failures: [...run.failures, { jobId: job.jobId, image, reason, description }].slice(-50) };
   });
-}
-
-/**
- * Jobs the broker dead-lettered itself (MaxDeliveryCountExceeded after repeated transient
- * failures, TTLExpiredException) never reach recordReplicaFailure: read them off the region's
- * dead-letter sub-queue, so a run does not stay Syncing for ever. Peeking changes nothing.
- */
-export async function collectBrokerDeadLetters(region: string, operationId: string, bus: { client: ServiceBusClient; topic: string }, deps: ProgressDeps): Promise<number> {
-  const dlq = bus.client.createReceiver(bus.topic, region, { subQueueType: 'deadLetter' });
-  let found = 0;
-  try {
-    for (let page = 0; page < 20; page++) {
-      const messages = await dlq.peekMessages(250);
-      for (const m of messages) {
-        const job = ReplicationJob.safeParse(m.body);
-        if (!job.success || job.data.sync?.operationId !== operationId) continue;
-        found += 1;
-        await recordReplicaFailure(job.data, m.deadLetterReason ?? 'DeadLettered', m.deadLetterErrorDescription ?? `dead-lettered by Service Bus after ${m.deliveryCount ?? '?'} deliveries`, deps);
-      }
-      if (messages.length < 250) break;
-    }
-  } finally {
-    await dlq.close();
-  }
-  return found;
 }
 
 async function updateRun(region: string, operationId: string, deps: ProgressDeps, mutate: (run: SyncRun) => SyncRun): Promise<void> {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { parseDigest } from '../oci/digest';
 
 /**
@@ -144,6 +145,8 @@ export const statePaths = {
   problem: (at: Date, key: string) => `problems/${newestFirst(at)}-${safe(key)}.json`,
   reconcileLease: (region: string) => `reconcile/${safe(region)}.lease`,
   reconcileReport: (region: string) => `reconcile/${safe(region)}.json`,
+  /** A handler's dead-letter verdict on a message, kept until its dead letter is handled (message ids may hold any character: hashed). */
+  deadLetterVerdict: (lane: string, messageId: string) => `dead-letter-verdicts/${safe(lane)}/${createHash('sha256').update(messageId).digest('hex').slice(0, 40)}.json`,
 };
 
 /** Names sort newest first: the time counted down from the year 2286. */

@@ -3,11 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replicationJobMessage, type PushJob } from '../../src/bus/messages';
 import { generated } from '../../src/cli/push-command';
 import { silentLogger } from '../../src/common/log';
-import { startLocalHost, type LocalHost } from '../../src/local/host';
+import { startLocalHost, type LocalHost, type SettledInvocation } from '../../src/local/host';
 import { startStack, type Stack } from '../../src/local/stack';
-import { writeImage } from '../../src/registry/writer';
 import { StatusStore } from '../../src/replication/status';
-import { envelopeFor, notify, pushImage, settled } from '../support/pipeline';
+import { DeadLetterLog } from '../support/dead-letters';
+import { pushCorruptImage, pushImage, settled } from '../support/pipeline';
 
 /**
  * Faults on the real stack: a plan too large for one message (claim check), a worker that died
@@ -22,6 +22,13 @@ import { envelopeFor, notify, pushImage, settled } from '../support/pipeline';
 let stack: Stack;
 let sb: ServiceBusClient;
 const extraHosts: LocalHost[] = [];
+const deadLetters = new DeadLetterLog();
+/** Every replicate invocation of either host: which message, which delivery, what came of it. */
+const replications: Array<{ messageId: string; deliveryCount: number; outcome: any }> = [];
+const onSettled = (i: SettledInvocation) => {
+  deadLetters.onSettled(i);
+  if (i.function === 'replicate' && i.message) replications.push({ messageId: String(i.message.messageId), deliveryCount: i.message.deliveryCount ?? 0, outcome: i.outcome });
+};
 
 beforeAll(async () => {
   // 1 KiB inline limit: any plan with more than a few descriptors goes to a blob.
@@ -31,7 +38,7 @@ beforeAll(async () => {
     log: silentLogger,
     // Passing failures retried 3 times in all, 100-200 ms apart, so the retry paths run in a second.
     settings: { GEOREG_MAX_INLINE_PLAN_BYTES: '1024', GEOREG_REPLICATE_MAX_ATTEMPTS: '3', GEOREG_REPLICATE_RETRY_BASE_MS: '100', GEOREG_REPLICATE_RETRY_MAX_MS: '200' },
-    host: { regions: ['westeurope'] },
+    host: { regions: ['westeurope'], onSettled },
   });
   sb = new ServiceBusClient(stack.serviceBusConnectionString);
 }, 120_000);
@@ -43,7 +50,7 @@ afterAll(async () => {
 });
 
 async function eastusWorker(): Promise<void> {
-  extraHosts.push(await startLocalHost(stack.runtime, { regions: ['eastus'], port: 0, log: silentLogger }));
+  extraHosts.push(await startLocalHost(stack.runtime, { regions: ['eastus'], port: 0, log: silentLogger, onSettled }));
 }
 
 describe('faults', () => {
@@ -83,26 +90,23 @@ describe('faults', () => {
     }
   });
 
-  it('a corrupt blob at home dead-letters the job naming digest and region, and the tag is not committed', async () => {
-    const image = generated('fault/corrupt', '1', { generate: { layers: 2, layerSize: 8 * 1024 }, seed: 'corrupt' });
-    await writeImage(stack.runtime.home, image);
-    const bad = image.blobs[1];
-    await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 7), { append: true });
-    const res = await notify(stack, envelopeFor(image));
-    expect(res.status).toBe(202);
-    for (const r of await settled(stack, res.body.pushes[0].pushId, ['eastus', 'westeurope'])) {
+  it('a corrupt blob at home dead-letters the job on its first delivery, naming digest and region, and the tag is not committed', async () => {
+    const { pushId, bad } = await pushCorruptImage(stack, 'fault/corrupt', 'corrupt');
+    for (const r of await settled(stack, pushId, ['eastus', 'westeurope'])) {
       expect(r.state).toBe('failed');
       expect(r.error).toContain('DigestMismatch');
       expect(r.error).toContain(bad.digest);
     }
     for (const region of ['eastus', 'westeurope']) {
-      const dlq = sb.createReceiver('replication', region, { subQueueType: 'deadLetter' });
-      const [m] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 5000 });
-      expect(m?.deadLetterReason).toBe('DigestMismatch');
-      expect(m?.deadLetterErrorDescription).toContain(bad.digest);
-      expect(m?.deadLetterErrorDescription).toContain(region);
-      await dlq.completeMessage(m);
-      await dlq.close();
+      // Through the one settlement (functions/replicate.ts → src/bus/settlement.ts): dead-lettered
+      // with the handler's reason by the first and only delivery.
+      const { message } = await deadLetters.find((d) => d.function === 'replicateDeadLetters' && d.message.messageId === `${pushId}:${region}`);
+      expect(message.deadLetterReason).toBe('DigestMismatch');
+      expect(message.deadLetterErrorDescription).toContain(bad.digest);
+      expect(message.deadLetterErrorDescription).toContain(region);
+      // One invocation, of a message delivered for the first time (the SDK counts earlier deliveries: 0).
+      const deliveries = replications.filter((j) => j.messageId === `${pushId}:${region}`);
+      expect(deliveries.map((d) => [d.deliveryCount, d.outcome.outcome, d.outcome.reason])).toEqual([[0, 'dead-letter', 'DigestMismatch']]);
       const target = stack.runtime.regions.get(region)!;
       expect(await target.readLink(target.layout.tagCurrentLink('fault/corrupt', '1'))).toBeUndefined();
       expect(await target.blobProperties(bad.digest)).toBeUndefined();
@@ -132,14 +136,10 @@ describe('faults', () => {
       const [r] = await settled(stack, p.pushId, ['westeurope']);
       expect(r.state).toBe('failed');
       expect(r.error).toContain('TransientFailuresExhausted');
-      const dlq = sb.createReceiver('replication', 'westeurope', { subQueueType: 'deadLetter' });
-      const [m] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 5000 });
-      expect(m?.deadLetterReason).toBe('TransientFailuresExhausted');
-      expect(m?.deadLetterErrorDescription).toContain('storage of westeurope unreachable (simulated)');
-      expect(m?.deadLetterErrorDescription).toContain('attempt 3 of 3');
-      expect(m?.messageId).toBe(`${p.pushId}:westeurope~retry2`);
-      await dlq.completeMessage(m);
-      await dlq.close();
+      const { message: m } = await deadLetters.find((d) => d.function === 'replicateDeadLetters' && d.message.messageId === `${p.pushId}:westeurope~retry2`);
+      expect(m.deadLetterReason).toBe('TransientFailuresExhausted');
+      expect(m.deadLetterErrorDescription).toContain('storage of westeurope unreachable (simulated)');
+      expect(m.deadLetterErrorDescription).toContain('attempt 3 of 3');
     } finally {
       restore();
     }

@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import { generated } from '../../src/cli/push-command';
 import type { Stack } from '../../src/local/stack';
 import { EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
@@ -33,6 +34,20 @@ export async function pushImage(stack: Stack, image: ImageToWrite): Promise<Acce
   const res = await notify(stack, envelopeFor(image));
   expect(res.status, JSON.stringify(res.body)).toBe(202);
   return res.body.pushes[0] as AcceptedPush;
+}
+
+/**
+ * Writes a two-layer image to home storage with its second layer's data corrupted (same size, other
+ * bytes: the digest no longer matches), then notifies. Returns the push id and the bad layer.
+ */
+export async function pushCorruptImage(stack: Stack, repository: string, seed: string): Promise<{ pushId: string; bad: ImageToWrite['blobs'][number] }> {
+  const image = generated(repository, '1', { generate: { layers: 2, layerSize: 8 * 1024 }, seed });
+  await writeImage(stack.runtime.home, image);
+  const bad = image.blobs[1];
+  await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 7), { append: true });
+  const res = await notify(stack, envelopeFor(image));
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  return { pushId: res.body.pushes[0].pushId, bad };
 }
 
 /** Waits until each of `regions` is finished (complete, superseded or failed) for the push. */

@@ -1,6 +1,7 @@
 import Module from 'node:module';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_RENEWAL_MS, ROUTE_PREFIX } from '../../src/local/host';
 
 /**
  * What the Functions host reads: the metadata @azure/functions hands the worker through
@@ -46,8 +47,21 @@ describe('functions/ registrations (the Functions host contract)', () => {
     byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
   });
 
-  it('registers exactly the push, status, replicate, webhooks, deliver, replications and route functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replications', 'webhooks']);
+  it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, reconcile, replications and route functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'deliverDeadLetters', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replicateDeadLetters', 'replications', 'webhooks']);
+  });
+
+  it("replicateDeadLetters binds the dead-letter queue of the region's subscription", () => {
+    expect(byName.replicateDeadLetters.find((b) => b.direction === 'in')).toMatchObject({
+      type: 'serviceBusTrigger',
+      connection: 'ServiceBusConnection',
+      topicName: '%GEOREG_REPLICATION_TOPIC%',
+      subscriptionName: '%REGION_NAME%/$DeadLetterQueue',
+    });
+  });
+
+  it("deliverDeadLetters binds the webhook queue's dead-letter queue", () => {
+    expect(byName.deliverDeadLetters.find((b) => b.direction === 'in')).toMatchObject({ type: 'serviceBusTrigger', connection: 'ServiceBusConnection', queueName: '%GEOREG_WEBHOOK_QUEUE%/$DeadLetterQueue' });
   });
 
   it('replications is a function-key admin API on replications/{name?}/{op?}', () => {
@@ -98,6 +112,16 @@ describe('functions/ registrations (the Functions host contract)', () => {
     ]);
     expect(names.length).toBeGreaterThan(0);
     for (const name of names) expect(values, `setting ${name}`).toHaveProperty(name);
+  });
+
+  it('host.json settles as src/bus/settlement.ts expects and serves routes under /api as the local host does', () => {
+    const host = JSON.parse(readFileSync('host.json', 'utf8'));
+    // Without message actions the Functions host completes on return and abandons on a throw.
+    expect(host.extensions.serviceBus.autoCompleteMessages).toBe(true);
+    // A job copying large blobs outlives a one-minute lock: both hosts renew it for as long.
+    const [h, m, s] = String(host.extensions.serviceBus.maxAutoLockRenewalDuration).split(':').map(Number);
+    expect(((h * 60 + m) * 60 + s) * 1000).toBe(LOCK_RENEWAL_MS);
+    expect(host.extensions.http.routePrefix).toBe(ROUTE_PREFIX);
   });
 
   it('package.json main points the host at the compiled registrations', () => {

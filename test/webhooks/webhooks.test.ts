@@ -10,6 +10,7 @@ import type { JobOutcome } from '../../src/replication/replicate';
 import type { RegionStatus } from '../../src/replication/status';
 import type { DeliveryOutcome } from '../../src/webhooks/deliver';
 import { verifySignature } from '../../src/webhooks/signature';
+import { DeadLetterLog } from '../support/dead-letters';
 import { notify as notifyStack, pushImage, settled as settledIn, type AcceptedPush } from '../support/pipeline';
 import { startSubscriber, type Received, type Subscriber } from './subscriber';
 
@@ -25,6 +26,7 @@ let stack: Stack;
 let sbAdmin: ServiceBusClient;
 const subscribers: Subscriber[] = [];
 const jobs: Array<{ region: string; messageId: string; outcome: JobOutcome | { outcome: 'abandoned'; error: string } }> = [];
+const deadLetters = new DeadLetterLog();
 const deliveries: Array<{ messageId: string; webhook: string; outcome: DeliveryOutcome | { outcome: 'abandoned'; error: string } }> = [];
 
 beforeAll(async () => {
@@ -41,6 +43,7 @@ beforeAll(async () => {
     host: {
       onJob: (region, outcome, message) => jobs.push({ region, messageId: String(message.messageId), outcome }),
       onDelivery: (outcome, message) => deliveries.push({ messageId: String(message.messageId), webhook: String(message.applicationProperties?.webhook), outcome }),
+      onSettled: deadLetters.onSettled,
     },
   });
   sbAdmin = new ServiceBusClient(stack.serviceBusConnectionString);
@@ -87,18 +90,9 @@ async function quiet(webhooks: string[], ms = 800) {
   while (webhooks.some((w) => deliveries.filter((d) => d.webhook === w).at(-1)?.outcome.outcome === 'rescheduled') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 }
 
+/** The delivery for `webhook` that the webhook queue's dead-letter trigger handled. */
 async function deadLettered(webhook: string, timeoutMs = 15_000): Promise<ServiceBusReceivedMessage> {
-  const dlq = sbAdmin.createReceiver(stack.settings.serviceBus.webhookQueue, { subQueueType: 'deadLetter' });
-  const deadline = Date.now() + timeoutMs;
-  try {
-    while (Date.now() < deadline) {
-      for (const m of await dlq.peekMessages(50)) if (m.applicationProperties?.webhook === webhook) return m;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  } finally {
-    await dlq.close();
-  }
-  throw new Error(`no dead-lettered delivery for ${webhook}`);
+  return (await deadLetters.find((d) => d.function === 'deliverDeadLetters' && d.message.applicationProperties?.webhook === webhook, timeoutMs)).message;
 }
 
 function header(r: Received, name: string): string | undefined {

@@ -1,0 +1,200 @@
+import { execFile } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { app, type InvocationContext, type Timer } from '@azure/functions';
+import { ServiceBusClient } from '@azure/service-bus';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated } from '../../src/cli/push-command';
+import type { Logger } from '../../src/common/log';
+import type { SettledInvocation } from '../../src/local/host';
+import { functionRegistrations, type Registration } from '../../src/local/registrations';
+import { startStack, type Stack } from '../../src/local/stack';
+import { runtime } from '../../src/runtime';
+import { pushImage, settled } from '../support/pipeline';
+
+const run = promisify(execFile);
+
+/**
+ * The local host booted from what functions/ registers: every HTTP route answers from its
+ * handler, every Service Bus trigger receives (per replica region where it binds %REGION_NAME%),
+ * a timer registered like any other runs on its NCRONTAB schedule; and the HTTP hygiene the host
+ * and the functions share (auth before the body, 413, 400 for bad input, Bearer in any case).
+ */
+
+const REPLICAS = ['eastus', 'westeurope'];
+let stack: Stack;
+let sb: ServiceBusClient;
+let registrations: readonly Registration[];
+const settledInvocations: SettledInvocation[] = [];
+const ticks: Array<{ timer: Timer; sameRuntime: boolean }> = [];
+const logged: Array<{ level: string; message: string }> = [];
+const log: Logger = {
+  info: (m) => logged.push({ level: 'info', message: m }),
+  warn: (m) => logged.push({ level: 'warn', message: m }),
+  error: (m) => logged.push({ level: 'error', message: m }),
+};
+
+beforeAll(async () => {
+  await functionRegistrations();
+  // A timer registered as functions/ would register one (the reconcile timer is one such), bound
+  // to its schedule through an app setting.
+  app.timer('testTick', {
+    schedule: '%GEOREG_TEST_TICK%',
+    handler: async (timer: Timer, context: InvocationContext) => {
+      ticks.push({ timer, sameRuntime: (await runtime(context)) === stack.runtime });
+    },
+  });
+  registrations = await functionRegistrations();
+  stack = await startStack({
+    replicas: REPLICAS,
+    httpPort: 0,
+    log,
+    settings: { GEOREG_TEST_TICK: '*/1 * * * * *' },
+    host: { onSettled: (i) => settledInvocations.push(i) },
+  });
+  sb = new ServiceBusClient(stack.serviceBusConnectionString);
+}, 120_000);
+
+afterAll(async () => {
+  await sb?.close();
+  await stack?.close();
+});
+
+/** A raw request, so a refused upload can still be read (fetch gives up when the server stops reading). */
+function raw(method: string, path: string, options: { headers?: Record<string, string>; body?: Buffer; chunked?: boolean } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${stack.host.url}${path}`, { method, headers: { ...(options.body && !options.chunked ? { 'Content-Length': String(options.body.length) } : {}), ...options.headers } });
+    let answered = false;
+    req.on('response', (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    // Writing on after the answer may fail once the server closes: the answer is what counts.
+    req.on('error', (e) => answered || reject(e));
+    if (options.body) req.write(options.body);
+    req.end();
+  });
+}
+
+describe('the local host serves what functions/ registers', () => {
+  it('runs every registered function: each route, each Service Bus trigger per region, each timer', () => {
+    const running = stack.host.running();
+    for (const r of registrations) {
+      const mine = running.filter((x) => x.function === r.name);
+      if (r.trigger.type === 'httpTrigger') expect(mine, r.name).toEqual([expect.objectContaining({ kind: 'http', route: `/api/${r.trigger.route}` })]);
+      if (r.trigger.type === 'timerTrigger') expect(mine, r.name).toEqual([expect.objectContaining({ kind: 'timer', schedule: r.name === 'testTick' ? '*/1 * * * * *' : expect.any(String) })]);
+      if (r.trigger.type === 'serviceBusTrigger') {
+        const perRegion = JSON.stringify(r.trigger).includes('%REGION_NAME%');
+        expect(mine.map((x) => ('region' in x ? x.region : undefined)).sort(), r.name).toEqual(perRegion ? REPLICAS : [undefined]);
+      }
+    }
+    const entities = running.flatMap((x) => (x.kind === 'serviceBus' ? [`${x.function} ${x.entity}`] : [])).sort();
+    expect(entities).toEqual([
+      'deliver webhook-deliveries',
+      'deliverDeadLetters webhook-deliveries/$DeadLetterQueue',
+      'replicate replication/Subscriptions/eastus',
+      'replicate replication/Subscriptions/westeurope',
+      'replicateDeadLetters replication/Subscriptions/eastus/$DeadLetterQueue',
+      'replicateDeadLetters replication/Subscriptions/westeurope/$DeadLetterQueue',
+    ]);
+  });
+
+  it('every HTTP route is answered by its own handler, with its methods and auth level', async () => {
+    for (const r of registrations.filter((x) => x.trigger.type === 'httpTrigger')) {
+      const route = String(r.trigger.route);
+      // Optional parameters left out, required ones filled in.
+      const path = `/api/${route.replace(/\/\{[^}]+\?\}/g, '').replace(/\{[^}]+\}/g, 'x')}`;
+      const method = (r.trigger.methods as string[])[0];
+      const auth = r.trigger.authLevel === 'anonymous' ? `Bearer ${stack.settings.pushSecret}` : `Bearer ${stack.settings.adminSecret}`;
+      const body = method === 'GET' ? undefined : r.name === 'push' ? JSON.stringify({ events: [] }) : '{}';
+      const res = await fetch(`${stack.host.url}${path}`, { method, headers: { Authorization: auth, 'Content-Type': 'application/vnd.docker.distribution.events.v1+json' }, body });
+      const text = await res.text();
+      expect(text, `${method} ${path}`).not.toContain('no function serves');
+      expect(res.status, `${method} ${path}: ${text}`).not.toBe(401);
+      expect(res.status, `${method} ${path}: ${text}`).toBeLessThan(500);
+      if (r.trigger.authLevel !== 'anonymous') {
+        const denied = await fetch(`${stack.host.url}${path}`, { method, body });
+        expect(denied.status, `${method} ${path} without the admin secret`).toBe(401);
+      }
+      const allowed = r.trigger.methods as string[];
+      const other = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].find((m) => !allowed.includes(m))!;
+      if (other) expect((await fetch(`${stack.host.url}${path}`, { method: other, headers: { Authorization: auth } })).status, `${other} ${path}`).toBe(405);
+    }
+  });
+
+  it('every Service Bus trigger takes messages: a malformed job and delivery are dead-lettered, then handled on the dead-letter queues', async () => {
+    const topic = stack.runtime.replicationSender;
+    const queue = stack.runtime.webhookSender;
+    for (const region of REPLICAS) await topic.sendMessages({ body: { not: 'a job' }, messageId: `malformed-${region}`, applicationProperties: { region } });
+    await queue.sendMessages({ body: { not: 'a delivery' }, messageId: 'malformed-delivery' });
+    const seen = (fn: string, id: string, region?: string) => settledInvocations.find((i) => i.function === fn && i.message?.messageId === id && i.region === region);
+    for (const region of REPLICAS) {
+      await expect.poll(() => seen('replicateDeadLetters', `malformed-${region}`, region), { timeout: 15_000 }).toBeDefined();
+      expect(seen('replicate', `malformed-${region}`, region)?.outcome).toMatchObject({ outcome: 'dead-letter', reason: 'MalformedJob' });
+      expect(seen('replicateDeadLetters', `malformed-${region}`, region)?.message?.deadLetterReason).toBe('MalformedJob');
+    }
+    await expect.poll(() => seen('deliverDeadLetters', 'malformed-delivery'), { timeout: 15_000 }).toBeDefined();
+    expect(seen('deliver', 'malformed-delivery')?.outcome).toMatchObject({ outcome: 'dead-letter', reason: 'MalformedMessage' });
+  });
+
+  it('runs a timer on its NCRONTAB schedule (six fields, seconds first) with the host runtime', async () => {
+    await expect.poll(() => ticks.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    expect(ticks.every((t) => t.sameRuntime)).toBe(true);
+    expect(ticks[1].timer).toMatchObject({ isPastDue: false, scheduleStatus: { next: expect.any(String) } });
+    // Runs in turn, each knowing the one before it.
+    const [first, second] = ticks.map((t) => t.timer.scheduleStatus!);
+    expect(Date.parse(second.lastUpdated)).toBeGreaterThan(Date.parse(first.lastUpdated));
+    expect(second.last).toBe(first.lastUpdated);
+  });
+});
+
+describe('HTTP hygiene', () => {
+  const tenMegabytes = Buffer.alloc(10 * 1024 * 1024, 0x7b);
+
+  it('refuses a 10 MB unauthenticated body with 413 or 401 without reading it, logs no stack trace, and keeps answering', async () => {
+    const before = logged.length;
+    const push = await raw('POST', '/api/push', { body: tenMegabytes, headers: { 'Content-Type': 'application/json' } });
+    expect(push.status).toBe(413);
+    expect(JSON.parse(push.body).error).toContain('request body over');
+    // Streamed without a length: cut off at the limit.
+    const chunked = await raw('POST', '/api/push', { body: tenMegabytes, chunked: true, headers: { 'Transfer-Encoding': 'chunked' } });
+    expect(chunked.status).toBe(413);
+    // An admin route asks for the secret before it reads anything.
+    const admin = await raw('POST', '/api/replications', { body: tenMegabytes });
+    expect(admin.status).toBe(401);
+    expect((await fetch(`${stack.host.url}/api/replications`, { headers: stack.adminHeaders })).status).toBe(200);
+    expect(logged.slice(before).filter((l) => l.level === 'error' || /\n\s+at /.test(l.message))).toEqual([]);
+  });
+
+  it('answers 400 for a path with bad percent-encoding, naming the problem', async () => {
+    for (const path of ['/api/webhooks/%zz', '/api/replications/%E0%A4%A', '/api/pushes/%']) {
+      const res = await fetch(`${stack.host.url}${path}`, { headers: stack.adminHeaders });
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toContain('percent-encoding');
+    }
+  });
+
+  it('matches the Bearer scheme in any case', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+      expect((await fetch(`${stack.host.url}/api/replications`, { headers: { Authorization: `${scheme} ${stack.settings.adminSecret}` } })).status, scheme).toBe(200);
+      const push = await fetch(stack.pushUrl, { method: 'POST', headers: { Authorization: `${scheme} ${stack.settings.pushSecret}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ events: [] }) });
+      expect(push.status, scheme).toBe(202);
+    }
+  });
+
+  it('keeps the status API behind the admin secret, which `georeg status` sends', async () => {
+    expect((await fetch(`${stack.host.url}/api/pushes?repository=a/b&tag=1`)).status).toBe(401);
+    expect((await fetch(`${stack.host.url}/api/pushes/nope`)).status).toBe(401);
+    const res = await fetch(`${stack.host.url}/api/pushes/nope`, { headers: stack.adminHeaders });
+    expect(res.status).toBe(404);
+
+    const p = await pushImage(stack, generated('host/status', '1', { generate: { layers: 1, layerSize: 1024 }, seed: 'host-status' }));
+    await settled(stack, p.pushId, REPLICAS);
+    const env = { ...process.env, ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` };
+    const { stdout } = await run(process.execPath, [join(__dirname, '../../bin/georeg.js'), 'status', p.pushId, '-o', 'json'], { env });
+    expect(JSON.parse(stdout)).toMatchObject({ pushId: p.pushId, state: 'complete' });
+  });
+});
