@@ -18,12 +18,24 @@ import { startStack } from './stack';
 
 const quiet: Logger = { info: () => {}, warn: (m) => console.warn(`  ! ${m}`), error: (m) => console.error(`  ! ${m}`) };
 
+/**
+ * GEOREG_* settings from the environment over the stack's defaults (e.g.
+ * `GEOREG_RECONCILE_SCHEDULE='*\/10 * * * * *' npm start`), except the ones that describe the
+ * embedded stack itself: its regions and accounts.
+ */
+function settingsFromEnvironment(): Record<string, string> {
+  const owned = new Set(['GEOREG_HOME_REGION', 'GEOREG_REGIONS', 'GEOREG_PORT', 'GEOREG_API_URL']);
+  const taken = Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('GEOREG_') && !owned.has(e[0]) && e[1] !== undefined);
+  if (taken.length) console.log(`  settings from the environment: ${taken.map(([k]) => k).join(', ')}`);
+  return Object.fromEntries(taken);
+}
+
 async function main(): Promise<void> {
   const once = process.argv.includes('--once');
   console.log('georeg: starting Azurite (one storage account per region), the Service Bus emulator and the functions...');
   // Two storage accounts no region uses yet: `georeg replication create` can add regions on them.
   const spare = ['spare1', 'spare2'];
-  const stack = await startStack({ httpPort: Number(process.env.GEOREG_PORT ?? 7071), log: quiet, spareAccounts: spare });
+  const stack = await startStack({ httpPort: Number(process.env.GEOREG_PORT ?? 7071), log: quiet, spareAccounts: spare, settings: settingsFromEnvironment() });
   const apiUrl = `${stack.host.url}/api`;
   const spareStorage = Object.fromEntries(spare.map((a) => [a, stack.storageConnectionString(a)]));
   mkdirSync(dirname(LOCAL_STACK_FILE), { recursive: true });
