@@ -315,7 +315,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     // NCRONTAB as Azure reads it: six fields, seconds first, in UTC.
     if (schedule.trim().split(/\s+/).length !== 6) throw new Error(`function ${fn}: schedule "${schedule}" is not an NCRONTAB expression of six fields, seconds first (e.g. "0 */5 * * * *")`);
     let last: Date | undefined;
-    const cron = new Cron(schedule, { timezone: 'Etc/UTC', protect: true, name: fn }, async () => {
+    const cron = new Cron(schedule, { timezone: 'Etc/UTC', protect: true }, async () => {
       const context = invocationContext(registration, {}, log);
       hostInvocation(context, { runtime: rt });
       const now = new Date();
