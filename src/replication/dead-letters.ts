@@ -4,7 +4,7 @@ import type { Logger } from '../common/log';
 import { recordReplicaFailure } from '../replicas/progress';
 import type { ReplicaRegistry } from '../replicas/registry';
 import { StateNotFoundError, type StateStore } from '../storage/state-store';
-import { StatusStore } from './status';
+import { isFinished, newRegionStatus, StatusStore } from './status';
 
 /**
  * A replication job on its region's dead-letter queue: dead-lettered by the settlement (its reason
@@ -31,10 +31,12 @@ export async function handleReplicationDeadLetter(body: unknown, letter: DeadLet
   // Where Functions could not dead-letter explicitly, the handler's own reason waits in its verdict.
   const { reason, description } = await deadLetterCause(deps.state, REPLICATION_LANE, letter);
   try {
-    await new StatusStore(deps.state).updateRegion(job.pushId, job.region, (s) => (s.state === 'complete' || s.state === 'failed' ? s : { ...s, state: 'failed', error: `${reason}: ${description}` }));
+    await new StatusStore(deps.state).updateRegion(job.pushId, job.region, (s) => (isFinished(s.state) ? s : { ...s, state: 'failed', error: `${reason}: ${description}` }));
   } catch (e) {
-    // A job of a push whose record is gone (or never written, for a job sent by hand): nothing to mark.
     if (!(e instanceof StateNotFoundError)) throw e;
+    // The job never started an attempt (its status is created lazily): record it failed.
+    const base = { pushId: job.pushId, region: job.region, jobId: job.jobId, action: job.action, repository: job.repository, tag: job.tag, digest: job.action === 'push' ? job.manifest.digest : job.digest };
+    await new StatusStore(deps.state).ensureRegion({ ...newRegionStatus(base), state: 'failed', error: `${reason}: ${description}` });
   }
   await recordReplicaFailure(job, reason, description, deps);
   deps.log.warn(`${job.jobId}: dead-lettered in ${job.region}: ${reason}: ${description}`);

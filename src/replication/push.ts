@@ -72,7 +72,7 @@ export interface EventProblem {
   description: string;
 }
 
-type Prepared = { record: PushRecord; jobs: ReplicationJob[]; statuses: RegionStatus[] };
+type Prepared = { record: PushRecord; jobs: ReplicationJob[] };
 
 export async function handlePushNotification(input: HttpInput, deps: PushDeps): Promise<HttpOutput> {
   // Distribution's endpoint `headers` send the value as configured: bare, or as a Bearer token.
@@ -109,7 +109,7 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
     }
     // Large plans go to a blob first, so the message stays under the entity's size limit.
     messages[i] = await Promise.all(outcome.jobs.map(async (job) => replicationJobMessage(await claimCheckIfLarge(job, deps))));
-    const { duplicate } = await status.recordPush(outcome.record, outcome.statuses);
+    const { duplicate } = await status.recordPush(outcome.record, []);
     const r = outcome.record;
     accepted[i] = { pushId: r.pushId, action: r.action, repository: r.repository, tag: r.tag, digest: r.digest, duplicate, jobs: r.regions };
     deps.log.info(`${r.action} ${r.repository}:${r.tag ?? r.digest} → ${outcome.jobs.length} region job(s), push ${r.pushId}${duplicate ? ' (duplicate notification)' : ''}`);
@@ -173,7 +173,7 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
     request: requestInfo(event.event),
     regions: planned.map((p) => p.summary),
   };
-  return { record, jobs: planned.map((p) => p.job), statuses: planned.map((p) => p.status) };
+  return { record, jobs: planned.map((p) => p.job) };
 }
 
 /** An image's manifests (children first, the root last), configs and layers, read from home storage. */
@@ -225,16 +225,14 @@ function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, repl
   const { repository, digest, tag } = event;
   const pushId = pushIdFor(event.event.id);
   const jobs: DeleteJob[] = [];
-  const statuses = [];
   const regions: PushRecord['regions'] = [];
   for (const region of replicas.keys()) {
     const jobId = jobIdFor(event.event.id, region);
     jobs.push({ version: 1, jobId, pushId, eventId: event.event.id, region, repository, createdAt: new Date().toISOString(), request: requestInfo(event.event), action: 'delete', tag, digest, mediaType: event.event.target.mediaType });
-    statuses.push(newRegionStatus({ pushId, region, jobId, action: 'delete', repository, tag, digest }));
     regions.push({ region, jobId, missingBlobs: 0, missingBytes: 0 });
   }
   const record: PushRecord = { pushId, eventId: event.event.id, action: 'delete', repository, tag, digest, createdAt: new Date().toISOString(), request: requestInfo(event.event), regions };
-  return { record, jobs, statuses };
+  return { record, jobs };
 }
 
 export async function claimCheckIfLarge(job: ReplicationJob, deps: Pick<PushDeps, 'settings' | 'state'>): Promise<ReplicationJob> {

@@ -7,7 +7,7 @@ import { forEachLimit } from '../common/pool';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import { copyBlob, SourceBlobMissingError } from './copy';
-import { planDescriptors } from './plan';
+import { missingBytes, planDescriptors } from './plan';
 import { newRegionStatus, StatusStore, type RegionStatus } from './status';
 
 /**
@@ -99,7 +99,8 @@ async function runJob(job: ReplicationJob, deps: ReplicateDeps): Promise<JobOutc
     return { outcome: 'dead-letter', reason: 'UnknownRegion', description };
   }
   const status = new StatusStore(deps.state);
-  const begun = await status.beginAttempt(newRegionStatus({ pushId: job.pushId, region: job.region, jobId: job.jobId, action: job.action, repository: job.repository, tag: job.tag, digest: job.action === 'push' ? job.manifest.digest : job.digest }));
+  // The push records the job's status lazily: the first attempt creates it (with the plan's totals when inline).
+  const begun = await status.beginAttempt(initialStatus(job));
   if (begun.alreadyComplete) {
     deps.log.info(`${job.jobId}: already complete in ${job.region}, nothing to do`);
     await deps.afterCommit?.(job, begun.status, true);
@@ -117,6 +118,18 @@ async function runJob(job: ReplicationJob, deps: ReplicateDeps): Promise<JobOutc
     await deps.afterFailure?.(job, permanent.reason, permanent.message);
     return { outcome: 'dead-letter', reason: permanent.reason, description: permanent.message };
   }
+}
+
+function initialStatus(job: ReplicationJob): RegionStatus {
+  const base = { pushId: job.pushId, region: job.region, jobId: job.jobId, action: job.action, repository: job.repository, tag: job.tag };
+  if (job.action === 'delete') return newRegionStatus({ ...base, digest: job.digest });
+  return newRegionStatus({ ...base, digest: job.manifest.digest, ...('inline' in job.plan ? planTotals(job.plan.inline) : {}) });
+}
+
+/** What a plan moves in all, and what the region lacked when it was made. */
+export function planTotals(plan: ReplicationPlan): { total: { blobs: number; bytes: number }; planned: { blobs: number; bytes: number }; foreign: ReplicationPlan['foreign'] } {
+  const all = planDescriptors(plan);
+  return { total: { blobs: all.length, bytes: all.reduce((n, d) => n + d.size, 0) }, planned: { blobs: plan.missing.length, bytes: missingBytes(plan) }, foreign: plan.foreign };
 }
 
 /**
@@ -188,12 +201,14 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const skipped = all.length - toCopy.length + joined.blobs;
   const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
   const supersededBy = tag.committed ? undefined : { digest: tag.homeDigest, pushId: job.tag ? await supersedingPush(job.repository, job.tag, tag.homeDigest, status) : undefined };
+  const totals = planTotals(plan);
   const done = await status.updateRegion(job.pushId, job.region, (s) => ({
     ...s,
     state: supersededBy ? 'superseded' : 'complete',
     supersededBy,
-    blobs: { ...s.blobs, copied: progress.copied, skipped },
-    bytes: { ...s.bytes, copied: progress.bytes, skipped: skippedBytes },
+    blobs: { ...s.blobs, total: totals.total.blobs, planned: totals.planned.blobs, foreign: totals.foreign.length, copied: progress.copied, skipped },
+    bytes: { ...s.bytes, total: totals.total.bytes, planned: totals.planned.bytes, copied: progress.bytes, skipped: skippedBytes },
+    foreign: totals.foreign,
     methods: progress.methods,
     completedAt: completedAt.toISOString(),
     durationMs: completedAt.getTime() - Date.parse(s.createdAt),

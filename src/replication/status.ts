@@ -68,8 +68,10 @@ export class StatusStore {
 
   /**
    * Records a push once; a duplicate notification finds the first record and gets it back. The
-   * push record is created last and conditionally, so its creation is the "first time" signal
-   * (a duplicate costs one extra read; a first notification none).
+   * push record is created conditionally, so its creation is the "first time" signal (a duplicate
+   * costs one extra read). Region statuses given here are created first; a notification's push
+   * gives none: each job creates its own on its first attempt (one write per event instead of one
+   * per region), and until then `push()` reports the region pending from the record.
    */
   async recordPush(push: PushRecord, regions: RegionStatus[], options: { latestForTag?: boolean } = {}): Promise<{ push: PushRecord; duplicate: boolean }> {
     await Promise.all(regions.map((r) => this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r)));
@@ -115,8 +117,9 @@ export class StatusStore {
   async push(pushId: string): Promise<{ push: PushRecord; regions: RegionStatus[] } | undefined> {
     const push = await this.state.get(statePaths.push(pushId), PushRecord);
     if (!push) return undefined;
-    const regions = await Promise.all(push.value.regions.map((r) => this.region(pushId, r.region)));
-    return { push: push.value, regions: regions.filter((r): r is RegionStatus => r !== undefined) };
+    // A region whose job has not started yet has no status document: pending, as planned.
+    const regions = await Promise.all(push.value.regions.map(async (r) => (await this.region(pushId, r.region)) ?? pendingFromRecord(push.value, r)));
+    return { push: push.value, regions };
   }
 
   async latestPushId(repository: string, tag: string): Promise<string | undefined> {
@@ -139,6 +142,11 @@ export class StatusStore {
       throw e;
     }
   }
+}
+
+function pendingFromRecord(push: PushRecord, r: PushRecord['regions'][number]): RegionStatus {
+  const status = newRegionStatus({ pushId: push.pushId, region: r.region, jobId: r.jobId, action: push.action, repository: push.repository, tag: push.tag, digest: push.digest, planned: { blobs: r.missingBlobs, bytes: r.missingBytes } });
+  return { ...status, createdAt: push.createdAt, updatedAt: push.createdAt };
 }
 
 export function newRegionStatus(init: Pick<RegionStatus, 'pushId' | 'region' | 'jobId' | 'action' | 'repository' | 'tag' | 'digest'> & {
