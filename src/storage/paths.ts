@@ -29,10 +29,16 @@ import { parseDigest } from '../oci/digest';
  *   webhook-deliveries/<name>/<deliveryId>.json   one event's delivery to that webhook: state, attempts
  *   webhook-events/<name>/<newest-first key>.json one delivery attempt (list-events reads these in name order)
  */
+/**
+ * What Distribution appends to its `rootdirectory`: every registry root ends with it, which is how
+ * `georeg doctor` recognises a root it was not told about.
+ */
+export const DISTRIBUTION_ROOT = 'docker/registry/v2';
+
 export class RegistryLayout {
   readonly root: string;
 
-  constructor(root = 'docker/registry/v2') {
+  constructor(root = DISTRIBUTION_ROOT) {
     const trimmed = root.replace(/\/+$/, '');
     if (trimmed === '' || trimmed === '/') throw new Error(`registry root path "${root}" is empty`);
     this.root = trimmed;
@@ -94,6 +100,24 @@ export class RegistryLayout {
     const m = /^(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path.slice(prefix.length));
     return m ? { repository: m[1], tag: m[2] } : undefined;
   }
+
+  /** The repository any path under `repositories/` belongs to (its `_manifests`, `_layers` or `_uploads`); undefined otherwise. */
+  parseRepositoryOf(path: string): string | undefined {
+    const prefix = this.repositoriesPrefix();
+    if (!path.startsWith(prefix)) return undefined;
+    const m = /^(.+?)\/_(?:manifests|layers|uploads)\//.exec(path.slice(prefix.length));
+    return m ? m[1] : undefined;
+  }
+}
+
+/**
+ * A virtual directory (blob name prefix ending in `/`) that is a registry root: what Distribution
+ * writes under `<rootdirectory>`, with or without 2.8's leading slash. Returns the root as
+ * GEOREG_REGISTRY_ROOT spells it, or undefined.
+ */
+export function registryRootOfDirectory(prefix: string): string | undefined {
+  const dir = prefix.replace(/\/$/, '');
+  return dir === DISTRIBUTION_ROOT || dir.endsWith(`/${DISTRIBUTION_ROOT}`) ? dir : undefined;
 }
 
 /** Repository names as the Distribution spec allows them: path components of [a-z0-9] with separators. */

@@ -1,0 +1,148 @@
+import type { ServiceBusReceivedMessage } from '@azure/service-bus';
+import { consoleLogger, type Logger } from '../common/log';
+import { applyLocalSettings, requireSettingsPresent } from '../config/local-settings';
+import { loadSettings } from '../config/settings';
+import { formatCheck, runDoctor } from '../doctor/doctor';
+import { startLocalHost, type LocalHost } from '../local/host';
+import { createRuntime, type Runtime } from '../runtime';
+
+/**
+ * `georeg serve`: the functions (HTTP API, replicate, webhook deliveries, and whatever else the
+ * local host runs from functions/) in one long-running process, against the settings in the
+ * environment or local.settings.json. This is georeg next to a registry without Azure Functions:
+ * on a VM, in a container, on Kubernetes.
+ */
+
+export interface ServeFlags {
+  port: number;
+  host: string;
+  region?: string;
+  /** Seconds in-flight jobs may take to finish on SIGTERM/SIGINT. */
+  drainTimeout: number;
+}
+
+export interface Serving {
+  /** `http://<address>:<port>/api` */
+  apiUrl: string;
+  host: LocalHost;
+  /** Stops taking requests and messages, waits for jobs in flight (up to the drain timeout), closes the clients. */
+  stop(): Promise<void>;
+}
+
+export async function serveCommand(flags: ServeFlags): Promise<void> {
+  const log = consoleLogger;
+  const serving = await startServe(flags, log);
+  let stopping: Promise<void> | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn(`georeg serve: ${signal} again: exiting now; jobs still running are redelivered after their lock expires`);
+      process.exit(1);
+    }
+    log.info(`georeg serve: ${signal}: stopping`);
+    stopping = serving.stop().then(
+      () => process.exit(0),
+      (e: Error) => {
+        log.error(`georeg serve: stopping failed: ${e.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/**
+ * Starts serving; resolves once the API listens. Only a settings error or a home region that
+ * cannot be reached stops it from starting: everything else doctor finds is logged and serving
+ * goes on, since refusing a registry's notifications would only queue them in the registry's memory.
+ */
+export async function startServe(flags: ServeFlags, log: Logger): Promise<Serving> {
+  const started = Date.now();
+  // As `func start` does: the file's Values become environment variables the environment lacks.
+  const merged = applyLocalSettings();
+  requireSettingsPresent(merged);
+  const settings = loadSettings(process.env);
+  log.info(`georeg serve: settings from ${merged.source}`);
+
+  let rt: Runtime;
+  try {
+    rt = await createRuntime(settings);
+  } catch (e) {
+    // Say everything that is wrong, not just the first thing that failed.
+    await runDoctor({ env: process.env, source: merged.source, onResult: (r) => log.info(formatCheck(r)) });
+    throw new Error(`cannot start: ${(e as Error).message}`);
+  }
+  try {
+    const replicas = (await rt.registry.list()).filter((r) => !r.home);
+    if (flags.region && !replicas.some((r) => r.name === flags.region)) {
+      throw new Error(`--region ${flags.region}: not a replica region here (replicas: ${replicas.map((r) => r.name).join(', ') || 'none'}; the home region ${settings.homeRegion.name} has no replicate trigger)`);
+    }
+    // A job writes into its region's registry container; a fresh replica account has none yet.
+    // (Home's is the registry's own: doctor reports it missing rather than making an empty one.)
+    for (const r of replicas.filter((x) => !flags.region || x.name === flags.region)) {
+      await rt.registry.storageOf(r).ensureContainer().catch((e: Error) => log.warn(`georeg serve: ${e.message}`));
+    }
+    const report = await runDoctor({ env: process.env, source: merged.source, onResult: (r) => log.info(formatCheck(r)) });
+    if (!report.ok) {
+      log.error('georeg serve: the checks above FAILED; serving anyway so that the registry\'s notifications are taken (fix and restart, `georeg doctor` re-checks)');
+    }
+
+    const drain = new InFlight();
+    const host = await startLocalHost(rt, {
+      port: flags.port,
+      host: flags.host,
+      log,
+      regions: flags.region ? [flags.region] : undefined,
+      beforeJob: async (_region, message) => drain.begin(message),
+      onJob: (_region, _outcome, message) => drain.end(message),
+    });
+    const apiUrl = `http://${flags.host}:${host.port}/api`;
+    const which = flags.region ? `replicate for ${flags.region}` : `replicate for every replica (${replicas.map((r) => r.name).join(', ') || 'none yet'})`;
+    log.info(`georeg serve: listening on ${apiUrl} (push endpoint ${apiUrl}/push); ${which}, webhook deliveries; ready in ${Date.now() - started} ms`);
+    return {
+      apiUrl,
+      host,
+      async stop() {
+        await host.close();
+        const left = await drain.settled(flags.drainTimeout * 1000);
+        if (left > 0) log.warn(`georeg serve: ${left} job(s) still running after ${flags.drainTimeout} s: left to their lock, Service Bus redelivers them`);
+        await rt.close();
+        log.info('georeg serve: stopped');
+      },
+    };
+  } catch (e) {
+    await rt.close().catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Replication jobs between their start and their settlement. The host stops receiving on close();
+ * a job already running keeps going and settles over the still-open connection, so the runtime
+ * closes only once these are done or the drain timeout has passed.
+ */
+class InFlight {
+  private readonly running = new Set<ServiceBusReceivedMessage>();
+  private idle?: () => void;
+
+  begin(message: ServiceBusReceivedMessage): void {
+    this.running.add(message);
+  }
+
+  end(message: ServiceBusReceivedMessage): void {
+    this.running.delete(message);
+    if (this.running.size === 0) this.idle?.();
+  }
+
+  /** Resolves with how many are still running: 0 once all settled, more when the time ran out. */
+  settled(timeoutMs: number): Promise<number> {
+    if (this.running.size === 0) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.running.size), timeoutMs);
+      this.idle = () => {
+        clearTimeout(timer);
+        resolve(0);
+      };
+    });
+  }
+}
