@@ -92,12 +92,12 @@ type Report = (check: string, status: CheckStatus, detail: string) => void;
 
 function checkSecrets(settings: Settings, report: Report): void {
   if (PLACEHOLDER.test(settings.pushSecret)) {
-    return report('push secret', 'fail', 'GEOREG_PUSH_SECRET is still the sample\'s placeholder: set a long random value (e.g. `openssl rand -base64 24`) and the same in the registry\'s notification headers');
+    return report('secrets', 'fail', 'GEOREG_PUSH_SECRET is still the sample\'s placeholder: set a long random value (e.g. `openssl rand -base64 24`) and the same in the registry\'s notification headers');
   }
   if (settings.adminSecret && PLACEHOLDER.test(settings.adminSecret)) {
-    return report('push secret', 'fail', 'GEOREG_PUSH_SECRET is set, but GEOREG_ADMIN_SECRET is still the sample\'s placeholder: set a long random value, or remove it where function keys guard the admin API');
+    return report('secrets', 'fail', 'GEOREG_PUSH_SECRET is set, but GEOREG_ADMIN_SECRET is still the sample\'s placeholder: set a long random value, or remove it where function keys guard the admin API');
   }
-  report('push secret', 'ok', `GEOREG_PUSH_SECRET set (${settings.pushSecret.length} characters)${settings.adminSecret ? ', GEOREG_ADMIN_SECRET set' : ''}`);
+  report('secrets', 'ok', `GEOREG_PUSH_SECRET set (${settings.pushSecret.length} characters)${settings.adminSecret ? ', GEOREG_ADMIN_SECRET set' : ''}`);
 }
 
 /**
