@@ -89,6 +89,12 @@ describe('georeg serve', () => {
     expect(served.output()).toContain('georeg serve: stopped');
   }, 120_000);
 
+  it('refuses a --region that is not a replica, naming the ones there are', async () => {
+    const res = await runCli(['serve', '--port', '0', '--region', 'westus'], { cwd: deployment.dir, env: settingsUnset() });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('--region westus: not a replica region here (replicas: canadacentral, eastus; the home region westus has no replicate trigger)');
+  });
+
   it('refuses to start without settings, naming them and where they may come from', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'georeg-empty-'));
     try {

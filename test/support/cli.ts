@@ -4,7 +4,7 @@ import { run } from '../../src/cli/main';
 /**
  * The CLI in-process, as a user runs it from a folder: `georeg <args>` with `cwd` as the current
  * directory and `env` over the environment, output captured. Tests run in forked workers, so the
- * process-wide cwd and environment are theirs to change for the call.
+ * process-wide cwd and environment are theirs to change for the call; both are restored after it.
  */
 export async function runCli(args: string[], options: { cwd: string; env?: Record<string, string | undefined> }): Promise<{ code: number; stdout: string; stderr: string }> {
   const out: string[] = [];
@@ -17,13 +17,15 @@ export async function runCli(args: string[], options: { cwd: string; env?: Recor
     vi.spyOn(console, 'error').mockImplementation(line(err)),
   ];
   const cwd = process.cwd();
-  const saved = Object.fromEntries(Object.keys(options.env ?? {}).map((k) => [k, process.env[k]]));
+  // The whole environment, not just `env`: serve fills it from local.settings.json as func start does.
+  const saved = { ...process.env };
   try {
     process.chdir(options.cwd);
     setEnv(options.env ?? {});
     const code = await run(['node', 'georeg', ...args]);
     return { code, stdout: out.join('\n'), stderr: err.join('\n') };
   } finally {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     setEnv(saved);
     process.chdir(cwd);
     for (const s of spies) s.mockRestore();
