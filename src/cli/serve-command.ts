@@ -93,7 +93,7 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
       host: flags.host,
       log,
       regions: flags.region ? [flags.region] : undefined,
-      beforeJob: async (_region, message) => drain.begin(message),
+      beforeJob: (_region, message) => drain.begin(message),
       onJob: (_region, _outcome, message) => drain.end(message),
     });
     const apiUrl = `http://${flags.host}:${host.port}/api`;
@@ -103,9 +103,11 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
       apiUrl,
       host,
       async stop() {
-        await host.close();
+        const running = drain.stop();
+        log.info(`georeg serve: ${running} replication job(s) running, waiting up to ${flags.drainTimeout} s for them; jobs arriving now are left to their lock`);
         const left = await drain.settled(flags.drainTimeout * 1000);
         if (left > 0) log.warn(`georeg serve: ${left} job(s) still running after ${flags.drainTimeout} s: left to their lock, Service Bus redelivers them`);
+        await host.close();
         await rt.close();
         log.info('georeg serve: stopped');
       },
@@ -117,21 +119,35 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
 }
 
 /**
- * Replication jobs between their start and their settlement. The host stops receiving on close();
- * a job already running keeps going and settles over the still-open connection, so the runtime
- * closes only once these are done or the drain timeout has passed.
+ * Replication jobs between their start and their settlement, for a graceful stop. The local host's
+ * close() closes its receivers at once, and a message can only be settled through the receiver it
+ * came from: a job still running then would finish its copy, fail to complete its message and run
+ * again after its lock expires. So serve stops in this order: jobs that arrive from now on wait
+ * here and are never handled (they go back to the queue when their lock expires, as an abandon
+ * would, without a redelivery loop while this process still receives); jobs already running finish
+ * and settle; then the host closes.
  */
 class InFlight {
   private readonly running = new Set<ServiceBusReceivedMessage>();
+  private stopping = false;
   private idle?: () => void;
 
-  begin(message: ServiceBusReceivedMessage): void {
+  /** Awaited before each job; never resolves once stopping. */
+  begin(message: ServiceBusReceivedMessage): Promise<void> {
+    if (this.stopping) return new Promise<void>(() => {});
     this.running.add(message);
+    return Promise.resolve();
   }
 
   end(message: ServiceBusReceivedMessage): void {
     this.running.delete(message);
     if (this.running.size === 0) this.idle?.();
+  }
+
+  /** From now on no job starts; returns how many are running. */
+  stop(): number {
+    this.stopping = true;
+    return this.running.size;
   }
 
   /** Resolves with how many are still running: 0 once all settled, more when the time ran out. */

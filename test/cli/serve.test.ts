@@ -62,7 +62,7 @@ function withoutSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 describe('georeg serve', () => {
-  it('serves from local.settings.json: a georeg push reaches every region, doctor passes against it, SIGTERM exits 0', async () => {
+  it('serves from local.settings.json: a georeg push reaches every region, doctor passes against it, SIGTERM lets running jobs finish and exits 0', async () => {
     served = await serve(deployment.dir);
     expect(served.output()).toContain(`settings from ${join(deployment.dir, 'local.settings.json')}`);
     expect(served.output()).toMatch(/^ok +subscription eastus: on topic "replication" with rule region = 'eastus'$/m);
@@ -84,9 +84,25 @@ describe('georeg serve', () => {
     expect(doctor.stdout).toContain('registry root: "docker/registry/v2" in westus/registry: 1 repository');
     expect(doctor.stdout).toContain(`api: ${served.apiUrl}/push answers and takes GEOREG_PUSH_SECRET`);
 
+    // SIGTERM while jobs copy: they finish and settle before the process exits 0.
+    const big = await runCli(['push', '--generate', '2x8MiB', 'demo/app:big', '--url', served.apiUrl], { cwd: deployment.dir });
+    expect(big.code, big.stderr).toBe(0);
+    const pushId = /^push ([0-9a-f-]{36}):/m.exec(big.stdout)![1];
+    // Every job started (none left pending, which would wait for redelivery) and one still copying.
+    const started = async () => {
+      const states = ((await (await fetch(`${served!.apiUrl}/pushes/${pushId}`)).json()) as { regions: Array<{ state: string }> }).regions.map((r) => r.state);
+      return !states.includes('pending') && states.includes('copying');
+    };
+    await expect.poll(started, { interval: 50, timeout: 30_000 }).toBe(true);
     served.child.kill('SIGTERM');
     expect(await served.exited).toBe(0);
+    expect(served.output()).toMatch(/georeg serve: [12] replication job\(s\) running, waiting up to 25 s/);
     expect(served.output()).toContain('georeg serve: stopped');
+    const bigDigest = generated('demo/app', 'big', { generate: { layers: 2, layerSize: 8 * 1024 * 1024 } }).manifests[0].digest;
+    for (const region of ['eastus', 'canadacentral']) {
+      const storage = deployment.storage(region);
+      expect(await storage.readLink(storage.layout.tagCurrentLink('demo/app', 'big')), region).toBe(bigDigest);
+    }
   }, 120_000);
 
   it('refuses a --region that is not a replica, naming the ones there are', async () => {
