@@ -2,7 +2,7 @@ import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { consoleLogger, type Logger } from '../common/log';
 import { applyLocalSettings, requireSettingsPresent } from '../config/local-settings';
 import { loadSettings } from '../config/settings';
-import { formatCheck, runDoctor } from '../doctor/doctor';
+import { formatCheck, runDoctor, type CheckResult } from '../doctor/doctor';
 import { startLocalHost, type LocalHost } from '../local/host';
 import { createRuntime, type Runtime } from '../runtime';
 
@@ -69,7 +69,7 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
     rt = await createRuntime(settings);
   } catch (e) {
     // Say everything that is wrong, not just the first thing that failed.
-    await runDoctor({ env: process.env, source: merged.source, onResult: (r) => log.info(formatCheck(r)) });
+    await runDoctor({ env: process.env, source: merged.source, onResult: logCheck(log) });
     throw new Error(`cannot start: ${(e as Error).message}`);
   }
   try {
@@ -79,10 +79,13 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
     }
     // A job writes into its region's registry container; a fresh replica account has none yet.
     // (Home's is the registry's own: doctor reports it missing rather than making an empty one.)
-    for (const r of replicas.filter((x) => !flags.region || x.name === flags.region)) {
-      await rt.registry.storageOf(r).ensureContainer().catch((e: Error) => log.warn(`georeg serve: ${e.message}`));
-    }
-    const report = await runDoctor({ env: process.env, source: merged.source, onResult: (r) => log.info(formatCheck(r)) });
+    // In parallel: an unreachable region costs one round of the SDK's retries, not one per region.
+    await Promise.all(
+      replicas
+        .filter((r) => !flags.region || r.name === flags.region)
+        .map((r) => rt.registry.storageOf(r).ensureContainer().catch((e: Error) => log.warn(`georeg serve: ${e.message}`))),
+    );
+    const report = await runDoctor({ env: process.env, source: merged.source, onResult: logCheck(log) });
     if (!report.ok) {
       log.error('georeg serve: the checks above FAILED; serving anyway so that the registry\'s notifications are taken (fix and restart, `georeg doctor` re-checks)');
     }
@@ -116,6 +119,11 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
     await rt.close().catch(() => {});
     throw e;
   }
+}
+
+/** A failed check goes to the error log, loud, as the problem it is; the rest to the info log. */
+function logCheck(log: Logger): (r: CheckResult) => void {
+  return (r) => (r.status === 'fail' ? log.error : r.status === 'warn' ? log.warn : log.info)(formatCheck(r));
 }
 
 /**

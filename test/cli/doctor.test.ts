@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdministrationClient } from '../../src/bus/admin';
 import { generated } from '../../src/cli/push-command';
 import { writeImage } from '../../src/registry/writer';
-import { runCli, settingsUnset } from '../support/cli';
+import { startServe } from '../../src/cli/serve-command';
+import { inFolder, runCli, settingsUnset } from '../support/cli';
 import { startDeployment, type Deployment } from '../support/deployment';
 
 /**
@@ -88,6 +89,24 @@ describe('georeg doctor', () => {
     const res = await doctor({ GEOREG_REGISTRY_ROOT: '/docker/registry/v2', GEOREG_API_URL: 'http://127.0.0.1:9/api' });
     expect(res.code).toBe(1);
     expect(res.stdout).toMatch(/^FAIL +api: http:\/\/127\.0\.0\.1:9\/api\/push does not answer .*is georeg serve running there\?$/m);
+  });
+
+  it('georeg serve starts on a wrong root, logging the failure loudly: a registry\'s notifications must still be taken', async () => {
+    const logged: Array<[string, string]> = [];
+    const log = { info: (m: string) => void logged.push(['info', m]), warn: (m: string) => void logged.push(['warn', m]), error: (m: string) => void logged.push(['error', m]) };
+    // All of it in the folder: handlers may read the settings from the environment serve filled.
+    const status = await inFolder({ cwd: deployment.dir, env: { ...settingsUnset(), GEOREG_REGISTRY_ROOT: 'docker/registry/v2' } }, async () => {
+      const serving = await startServe({ port: 0, host: '127.0.0.1', drainTimeout: 5 }, log);
+      try {
+        const res = await fetch(`${serving.apiUrl}/push`, { method: 'POST', headers: { Authorization: `Bearer ${deployment.values.GEOREG_PUSH_SECRET}`, 'Content-Type': 'application/json' }, body: '{"events":[]}' });
+        return res.status;
+      } finally {
+        await serving.stop();
+      }
+    });
+    expect(logged).toContainEqual(['error', expect.stringMatching(/^FAIL +registry root: .*set GEOREG_REGISTRY_ROOT=\/docker\/registry\/v2$/)]);
+    expect(logged).toContainEqual(['error', expect.stringContaining('the checks above FAILED; serving anyway')]);
+    expect(status).toBe(202);
   });
 
   it('fails on missing settings, naming them', async () => {

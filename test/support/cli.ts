@@ -6,7 +6,7 @@ import { run } from '../../src/cli/main';
  * directory and `env` over the environment, output captured. Tests run in forked workers, so the
  * process-wide cwd and environment are theirs to change for the call; both are restored after it.
  */
-export async function runCli(args: string[], options: { cwd: string; env?: Record<string, string | undefined> }): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runCli(args: string[], options: Folder): Promise<{ code: number; stdout: string; stderr: string }> {
   const out: string[] = [];
   const err: string[] = [];
   const line = (sink: string[]) => (...a: unknown[]) => void sink.push(a.map(String).join(' '));
@@ -16,19 +16,32 @@ export async function runCli(args: string[], options: { cwd: string; env?: Recor
     vi.spyOn(console, 'warn').mockImplementation(line(err)),
     vi.spyOn(console, 'error').mockImplementation(line(err)),
   ];
+  try {
+    const code = await inFolder(options, () => run(['node', 'georeg', ...args]));
+    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
+  } finally {
+    for (const s of spies) s.mockRestore();
+  }
+}
+
+export interface Folder {
+  cwd: string;
+  env?: Record<string, string | undefined>;
+}
+
+/** Runs `fn` with `cwd` as the current folder and `env` over the environment; restores both after. */
+export async function inFolder<T>(options: Folder, fn: () => Promise<T>): Promise<T> {
   const cwd = process.cwd();
   // The whole environment, not just `env`: serve fills it from local.settings.json as func start does.
   const saved = { ...process.env };
   try {
     process.chdir(options.cwd);
     setEnv(options.env ?? {});
-    const code = await run(['node', 'georeg', ...args]);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
+    return await fn();
   } finally {
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     setEnv(saved);
     process.chdir(cwd);
-    for (const s of spies) s.mockRestore();
   }
 }
 
