@@ -90,7 +90,7 @@ describe('georeg serve', () => {
     const pushId = /^push ([0-9a-f-]{36}):/m.exec(big.stdout)![1];
     // Every job started (none left pending, which would wait for redelivery) and one still copying.
     const started = async () => {
-      const states = ((await (await fetch(`${served!.apiUrl}/pushes/${pushId}`)).json()) as { regions: Array<{ state: string }> }).regions.map((r) => r.state);
+      const states = ((await (await fetch(`${served!.apiUrl}/pushes/${pushId}`, { headers: { Authorization: `Bearer ${deployment.values.GEOREG_ADMIN_SECRET}` } })).json()) as { regions: Array<{ state: string }> }).regions.map((r) => r.state);
       return !states.includes('pending') && states.includes('copying');
     };
     await expect.poll(started, { interval: 50, timeout: 30_000 }).toBe(true);
