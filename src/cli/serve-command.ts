@@ -100,8 +100,7 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
       onJob: (_region, _outcome, message) => drain.end(message),
     });
     const apiUrl = `http://${flags.host}:${host.port}/api`;
-    const which = flags.region ? `replicate for ${flags.region}` : `replicate for every replica (${replicas.map((r) => r.name).join(', ') || 'none yet'})`;
-    log.info(`georeg serve: listening on ${apiUrl} (push endpoint ${apiUrl}/push); ${which}, webhook deliveries; ready in ${Date.now() - started} ms`);
+    log.info(`georeg serve: listening on ${apiUrl} (push endpoint ${apiUrl}/push); ${describe(host)}; ready in ${Date.now() - started} ms`);
     return {
       apiUrl,
       host,
@@ -119,6 +118,15 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
     await rt.close().catch(() => {});
     throw e;
   }
+}
+
+/** What the host runs, from what functions/ registers: one line for the log. */
+function describe(host: LocalHost): string {
+  const running = host.running();
+  const http = running.filter((r) => r.kind === 'http').length;
+  const triggers = running.flatMap((r) => (r.kind === 'serviceBus' ? [r.region ? `${r.function}[${r.region}]` : r.function] : []));
+  const timers = running.flatMap((r) => (r.kind === 'timer' ? [`${r.function} (${r.schedule})`] : []));
+  return `${http} HTTP functions; Service Bus triggers ${triggers.join(', ') || 'none'}; timers ${timers.join(', ') || 'none'}`;
 }
 
 /** A failed check goes to the error log, loud, as the problem it is; the rest to the info log. */

@@ -66,6 +66,9 @@ describe('georeg serve', () => {
     served = await serve(deployment.dir);
     expect(served.output()).toContain(`settings from ${join(deployment.dir, 'local.settings.json')}`);
     expect(served.output()).toMatch(/^ok +subscription eastus: on topic "replication" with rule region = 'eastus'$/m);
+    // What functions/ registers runs: a replicate trigger per replica region, deliveries, dead letters.
+    const triggers = /Service Bus triggers ([^;]*);/.exec(served.output())![1].split(', ');
+    expect(triggers).toEqual(expect.arrayContaining(['replicate[eastus]', 'replicate[canadacentral]', 'deliver']));
 
     const pushed = await runCli(['push', '--generate', '3x64KiB', 'demo/app:v1', '--url', served.apiUrl], { cwd: deployment.dir });
     expect(pushed.code, pushed.stderr).toBe(0);
