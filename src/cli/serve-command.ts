@@ -24,7 +24,6 @@ export interface ServeFlags {
 export interface Serving {
   /** `http://<address>:<port>/api` */
   apiUrl: string;
-  host: LocalHost;
   /** Stops taking requests and messages, waits for jobs in flight (up to the drain timeout), closes the clients. */
   stop(): Promise<void>;
 }
@@ -103,7 +102,6 @@ export async function startServe(flags: ServeFlags, log: Logger): Promise<Servin
     log.info(`georeg serve: listening on ${apiUrl} (push endpoint ${apiUrl}/push); ${describe(host)}; ready in ${Date.now() - started} ms`);
     return {
       apiUrl,
-      host,
       async stop() {
         const running = drain.stop();
         log.info(`georeg serve: ${running} replication job(s) running, waiting up to ${flags.drainTimeout} s for them; jobs arriving now are left to their lock`);
