@@ -1,59 +1,67 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../../src/cli/push-command';
+import { readLocalSettingsValues } from '../../src/config/local-settings';
+import { regionStorageFrom } from '../../src/storage/region-storage';
 import { isSetting, runCli, settingsUnset } from '../support/cli';
-import { startDeployment, type Deployment } from '../support/deployment';
+import { spawnTs, type Spawned } from '../support/process';
 
 /**
- * `georeg serve` as an operator runs it: a real process started in a folder whose
- * local.settings.json names the storage accounts (Azurite) and Service Bus (the embedded emulator,
- * over AMQP), with no settings in its environment and no local stack. The process loads the
- * TypeScript once through tsx's loader (one compile per process, about a second here; a full
- * `tsc` build of the project takes 25 s on this machine). The CLI calls around it run in-process.
+ * The documented way to run georeg without Azure Functions: `npm run emulators`, then
+ * `npx georeg serve` in the same folder, each a real process (src/local/emulators.ts and the CLI,
+ * loaded through tsx once each). The folder starts with the user's own local.settings.json (its
+ * regions and secrets, no connection strings); the emulators fill in their connections, and serve
+ * reads everything from the file: its environment has no georeg setting and there is no local
+ * stack. The CLI calls around them (push, doctor) run in-process.
  */
 
+const EMULATORS = join(__dirname, '../../src/local/emulators.ts');
 const MAIN = join(__dirname, '../../src/cli/main.ts');
-const TSX_LOADER = pathToFileURL(require.resolve('tsx')).href;
+const PUSH_SECRET = randomBytes(18).toString('base64url');
+const ADMIN_SECRET = randomBytes(18).toString('base64url');
 
-interface Served {
-  child: ChildProcess;
-  apiUrl: string;
-  output(): string;
-  exited: Promise<number | null>;
-}
-
-let deployment: Deployment;
-let served: Served | undefined;
+let dir: string;
+let emulators: Spawned | undefined;
+let served: Spawned | undefined;
+/** local.settings.json as the emulators left it. */
+let values: Record<string, string>;
 
 beforeAll(async () => {
-  deployment = await startDeployment({ home: 'westus', replicas: ['eastus', 'canadacentral'] });
+  dir = mkdtempSync(join(tmpdir(), 'georeg-serve-'));
+  const own = {
+    GEOREG_HOME_REGION: 'westus',
+    GEOREG_REGIONS: JSON.stringify([{ name: 'westus' }, { name: 'eastus' }, { name: 'canadacentral' }]),
+    GEOREG_PUSH_SECRET: PUSH_SECRET,
+    GEOREG_ADMIN_SECRET: ADMIN_SECRET,
+  };
+  writeFileSync(join(dir, 'local.settings.json'), JSON.stringify({ IsEncrypted: false, Values: own }, null, 2));
+  // Any free ports: other engineers' emulators may hold the usual ones.
+  emulators = await spawnTs(EMULATORS, [], { cwd: dir, env: { ...withoutSettings(process.env), AZURITE_BLOB_PORT: '0', SERVICEBUS_PORT: '0' }, ready: /In memory only/ });
+  values = readLocalSettingsValues(join(dir, 'local.settings.json'))!;
 }, 120_000);
 
 afterAll(async () => {
   if (served && served.child.exitCode === null) served.child.kill('SIGKILL');
-  await deployment?.close();
+  if (emulators && emulators.child.exitCode === null) {
+    emulators.child.kill('SIGTERM');
+    await emulators.exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
 });
 
+/** A region's registry storage, from the connection string the emulators wrote. */
+function storage(region: string) {
+  const entry = (JSON.parse(values.GEOREG_REGIONS) as Array<{ name: string; connectionString: string }>).find((r) => r.name === region)!;
+  return regionStorageFrom({ region, connectionString: entry.connectionString });
+}
+
 /** Starts `georeg serve --port 0` in `cwd`; resolves once it says where it listens. */
-async function serve(cwd: string): Promise<Served> {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, 'serve', '--port', '0'], { cwd, env: withoutSettings(process.env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const apiUrl = await new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const m = /listening on (http:\/\/\S+\/api) /.exec(output);
-      if (m) resolve(m[1]);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void exited.then((code) => reject(new Error(`georeg serve exited (${code}) before listening:\n${output}`)));
-  });
-  return { child, apiUrl, output: () => output, exited };
+async function serve(cwd: string): Promise<Spawned & { apiUrl: string }> {
+  const spawned = await spawnTs(MAIN, ['serve', '--port', '0'], { cwd, env: withoutSettings(process.env), ready: /listening on (http:\/\/\S+\/api) / });
+  return { ...spawned, apiUrl: spawned.ready[1] };
 }
 
 /** The environment without georeg's settings: they must come from the folder's file. */
@@ -62,54 +70,59 @@ function withoutSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 describe('georeg serve', () => {
-  it('serves from local.settings.json: a georeg push reaches every region, doctor passes against it, SIGTERM lets running jobs finish and exits 0', async () => {
-    served = await serve(deployment.dir);
-    expect(served.output()).toContain(`settings from ${join(deployment.dir, 'local.settings.json')}`);
-    expect(served.output()).toMatch(/^ok +subscription eastus: on topic "replication" with rule region = 'eastus'$/m);
+  it('after npm run emulators, serves from local.settings.json: a georeg push reaches every region, doctor passes against it, SIGTERM lets running jobs finish and exits 0', async () => {
+    // The emulators filled in their connections and kept the user's values.
+    expect(values).toMatchObject({ GEOREG_HOME_REGION: 'westus', GEOREG_PUSH_SECRET: PUSH_SECRET, GEOREG_ADMIN_SECRET: ADMIN_SECRET });
+    expect(values.ServiceBusConnection).toMatch(/^Endpoint=sb:\/\/127\.0\.0\.1:\d+;.*UseDevelopmentEmulator=true;$/);
+
+    const server = await serve(dir);
+    served = server;
+    expect(server.output()).toContain(`settings from ${join(dir, 'local.settings.json')}`);
+    expect(server.output()).toMatch(/^ok +subscription eastus: on topic "replication" with rule region = 'eastus'$/m);
     // What functions/ registers runs: a replicate trigger per replica region, deliveries, dead letters.
-    const triggers = /Service Bus triggers ([^;]*);/.exec(served.output())![1].split(', ');
+    const triggers = /Service Bus triggers ([^;]*);/.exec(server.output())![1].split(', ');
     expect(triggers).toEqual(expect.arrayContaining(['replicate[eastus]', 'replicate[canadacentral]', 'deliver']));
 
-    const pushed = await runCli(['push', '--generate', '3x64KiB', 'demo/app:v1', '--url', served.apiUrl], { cwd: deployment.dir });
+    const pushed = await runCli(['push', '--generate', '3x64KiB', 'demo/app:v1', '--url', server.apiUrl], { cwd: dir });
     expect(pushed.code, pushed.stderr).toBe(0);
     const image = generated('demo/app', 'v1', { generate: { layers: 3, layerSize: 64 * 1024 } });
     const digest = image.manifests[image.manifests.length - 1].digest;
     for (const region of ['eastus', 'canadacentral']) {
-      const storage = deployment.storage(region);
-      await expect.poll(() => storage.readLink(storage.layout.tagCurrentLink('demo/app', 'v1')), { timeout: 30_000 }).toBe(digest);
-      const held = await storage.hasBlobs([...image.blobs, ...image.manifests].map((b) => b.digest));
+      const regionStorage = storage(region);
+      await expect.poll(() => regionStorage.readLink(regionStorage.layout.tagCurrentLink('demo/app', 'v1')), { timeout: 30_000 }).toBe(digest);
+      const held = await regionStorage.hasBlobs([...image.blobs, ...image.manifests].map((b) => b.digest));
       expect([...held].filter(([, size]) => size === undefined), `blobs missing in ${region}`).toEqual([]);
     }
 
-    const doctor = await runCli(['doctor', '--api', served.apiUrl], { cwd: deployment.dir });
+    const doctor = await runCli(['doctor', '--api', server.apiUrl], { cwd: dir });
     expect(doctor.code, doctor.stdout).toBe(0);
     expect(doctor.stdout).not.toMatch(/^(FAIL|WARN)/m);
     expect(doctor.stdout).toContain('registry root: "docker/registry/v2" in westus/registry: 1 repository');
-    expect(doctor.stdout).toContain(`api: ${served.apiUrl}/push answers and takes GEOREG_PUSH_SECRET`);
+    expect(doctor.stdout).toContain(`api: ${server.apiUrl}/push answers and takes GEOREG_PUSH_SECRET`);
 
     // SIGTERM while jobs copy: they finish and settle before the process exits 0.
-    const big = await runCli(['push', '--generate', '2x8MiB', 'demo/app:big', '--url', served.apiUrl], { cwd: deployment.dir });
+    const big = await runCli(['push', '--generate', '2x8MiB', 'demo/app:big', '--url', server.apiUrl], { cwd: dir });
     expect(big.code, big.stderr).toBe(0);
     const pushId = /^push ([0-9a-f-]{36}):/m.exec(big.stdout)![1];
     // Every job started (none left pending, which would wait for redelivery) and one still copying.
     const started = async () => {
-      const states = ((await (await fetch(`${served!.apiUrl}/pushes/${pushId}`, { headers: { Authorization: `Bearer ${deployment.values.GEOREG_ADMIN_SECRET}` } })).json()) as { regions: Array<{ state: string }> }).regions.map((r) => r.state);
+      const states = ((await (await fetch(`${server.apiUrl}/pushes/${pushId}`, { headers: { Authorization: `Bearer ${ADMIN_SECRET}` } })).json()) as { regions: Array<{ state: string }> }).regions.map((r) => r.state);
       return !states.includes('pending') && states.includes('copying');
     };
     await expect.poll(started, { interval: 50, timeout: 30_000 }).toBe(true);
-    served.child.kill('SIGTERM');
-    expect(await served.exited).toBe(0);
-    expect(served.output()).toMatch(/georeg serve: [12] replication job\(s\) running, waiting up to 25 s/);
-    expect(served.output()).toContain('georeg serve: stopped');
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toMatch(/georeg serve: [12] replication job\(s\) running, waiting up to 25 s/);
+    expect(server.output()).toContain('georeg serve: stopped');
     const bigDigest = generated('demo/app', 'big', { generate: { layers: 2, layerSize: 8 * 1024 * 1024 } }).manifests[0].digest;
     for (const region of ['eastus', 'canadacentral']) {
-      const storage = deployment.storage(region);
-      expect(await storage.readLink(storage.layout.tagCurrentLink('demo/app', 'big')), region).toBe(bigDigest);
+      const regionStorage = storage(region);
+      expect(await regionStorage.readLink(regionStorage.layout.tagCurrentLink('demo/app', 'big')), region).toBe(bigDigest);
     }
   }, 120_000);
 
   it('refuses a --region that is not a replica, naming the ones there are', async () => {
-    const res = await runCli(['serve', '--port', '0', '--region', 'westus'], { cwd: deployment.dir, env: settingsUnset() });
+    const res = await runCli(['serve', '--port', '0', '--region', 'westus'], { cwd: dir, env: settingsUnset() });
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('--region westus: not a replica region here (replicas: canadacentral, eastus; the home region westus has no replicate trigger)');
   });
