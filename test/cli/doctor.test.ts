@@ -59,6 +59,14 @@ describe('georeg doctor', () => {
     expect(res.stdout).toContain('registry root: "/docker/registry/v2" in westus/registry: 1 repository');
   });
 
+  it('prints the same results as JSON with -o json', async () => {
+    const res = await doctor({ GEOREG_REGISTRY_ROOT: '/docker/registry/v2' }, ['-o', 'json']);
+    expect(res.code).toBe(0);
+    const report = JSON.parse(res.stdout) as { ok: boolean; results: Array<{ check: string; status: string; detail: string }> };
+    expect(report.ok).toBe(true);
+    expect(report.results.find((r) => r.check === 'registry root')).toEqual({ check: 'registry root', status: 'ok', detail: '"/docker/registry/v2" in westus/registry: 1 repository' });
+  });
+
   it('fails on a wrong root, naming the spelling that has the data (Distribution 2.8)', async () => {
     const res = await doctor({ GEOREG_REGISTRY_ROOT: 'docker/registry/v2' });
     expect(res.code).toBe(1);
