@@ -64,6 +64,7 @@ const RawSettings = z.object({
   GEOREG_REPLICATE_RETRY_BASE_MS: intString(10, 3_600_000).default('10000'),
   GEOREG_REPLICATE_RETRY_MAX_MS: intString(10, 24 * 3_600_000).default('300000'),
   GEOREG_WEBHOOK_ALLOW_PRIVATE: boolString.default('false'),
+  GEOREG_ALLOW_PRIVATE_STORAGE: boolString.default('false'),
   GEOREG_WEBHOOK_MAX_ATTEMPTS: intString(1, 50).default('8'),
   GEOREG_WEBHOOK_TIMEOUT_MS: intString(100, 120_000).default('10000'),
   GEOREG_WEBHOOK_RETRY_BASE_MS: intString(10, 3_600_000).default('30000'),
@@ -101,6 +102,8 @@ export interface Settings {
   verifyDigests: boolean;
   copyConcurrency: number;
   maxInlinePlanBytes: number;
+  /** Replica storage created at run time may be plain http on a private or loopback address (Azurite); https and public otherwise. */
+  allowPrivateStorage: boolean;
   /** A replication job that fails for a passing reason is tried again this often, with this back-off (first and largest delay). */
   replicate: { maxAttempts: number; retryBaseMs: number; retryMaxMs: number };
   /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
@@ -162,6 +165,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     verifyDigests: s.GEOREG_VERIFY_DIGESTS,
     copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
     maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,
+    allowPrivateStorage: s.GEOREG_ALLOW_PRIVATE_STORAGE,
     replicate: { maxAttempts: s.GEOREG_REPLICATE_MAX_ATTEMPTS, retryBaseMs: s.GEOREG_REPLICATE_RETRY_BASE_MS, retryMaxMs: s.GEOREG_REPLICATE_RETRY_MAX_MS },
     webhooks: {
       allowPrivateTargets: s.GEOREG_WEBHOOK_ALLOW_PRIVATE,

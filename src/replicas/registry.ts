@@ -1,4 +1,5 @@
 import type { Region, Settings } from '../config/settings';
+import { storageEndpoint, storageIdentity, StorageEndpointError } from '../storage/endpoint';
 import { statePaths } from '../storage/paths';
 import { regionStorageFrom, type RegionStorage } from '../storage/region-storage';
 import { StateSchemaError, type StateStore } from '../storage/state-store';
@@ -88,6 +89,31 @@ export class ReplicaRegistry {
     const storage = regionStorageFrom({ region: replica.name, ...replica.storage, container: this.settings.registry.container, root: this.settings.registry.root });
     this.storages.set(replica.name, { key, storage });
     return storage;
+  }
+
+  /** Where a region's registry data is (see storage/endpoint.ts); throws StorageEndpointError when its storage does not parse. */
+  identityOf(storage: ReplicaStorage): string {
+    return storageIdentity(storageEndpoint(storage), this.settings.registry.container, this.settings.registry.root);
+  }
+
+  /**
+   * The regions, home included, other than `except` and not deleted, whose registry data is where
+   * `storage` puts it; and those whose storage does not parse, so nobody can tell.
+   */
+  async regionsOn(storage: ReplicaStorage, except: string): Promise<{ sharing: Replica[]; unknown: Replica[] }> {
+    const identity = this.identityOf(storage);
+    const sharing: Replica[] = [];
+    const unknown: Replica[] = [];
+    for (const r of await this.list()) {
+      if (r.name === except) continue;
+      try {
+        if (this.identityOf(r.storage) === identity) sharing.push(r);
+      } catch (e) {
+        if (!(e instanceof StorageEndpointError)) throw e;
+        unknown.push(r);
+      }
+    }
+    return { sharing, unknown };
   }
 
   async record(name: string): Promise<ReplicaRecord | undefined> {
