@@ -4,12 +4,12 @@ import { deleteRegionSubscription, ensureRegionSubscription, regionQueue, type R
 import { adminDenied, json, notAllowed, parseJsonBody, type AdminRequest, type HttpOutput } from '../common/http';
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
-import { statusOf, codeOf } from '../storage/clients';
+import { codeOf, RegionStorageError, statusOf } from '../storage/clients';
 import { checkStorageEndpoint, storageEndpoint, StorageEndpointError } from '../storage/endpoint';
 import { isRepositoryName, isTag, statePaths } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import { StateUnavailableError, type StateStore } from '../storage/state-store';
-import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type SyncRun } from './definition';
+import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type ReplicaStorage, type SyncRun } from './definition';
 import { LastSynced } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
 import { startSync } from './sync';
@@ -153,22 +153,21 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
     throw e;
   }
   // A replica on another region's storage would be that region's data: replicating onto its own
-  // source, and purged with it later.
+  // source, and purged with it later. Compared by endpoint first, then by a marker (aliases).
   const { sharing } = await deps.registry.regionsOn(storage, name);
-  if (sharing.length) {
-    const other = sharing[0];
-    return json(409, {
-      error: `storage for ${name} (${maskStorage(storage)}) is where ${other.home ? 'the home region ' : 'region '}${other.name} keeps its registry (${deps.registry.identityOf(storage)}): a replica needs a storage account of its own; give another account`,
-    });
-  }
+  if (sharing.length) return json(409, { error: sharedStorage(name, storage, sharing[0], deps) });
 
   // The region's storage must answer before anything is recorded: a typo fails here, not in every job.
   const target = deps.registry.storageOf({ name, storage });
+  let seeing: Replica[];
   try {
     await target.ensureContainer();
+    seeing = await deps.registry.regionsSeeing(target, name);
   } catch (e) {
+    if (!(e instanceof RegionStorageError)) throw e;
     return json(400, { error: `storage for ${name} (${maskStorage(storage)}) cannot be reached or written: ${probeFailure(e)}; check the endpoint, the account key or the identity's role (Storage Blob Data Contributor)` });
   }
+  if (seeing.length) return json(409, { error: sharedStorage(name, storage, seeing[0], deps) });
 
   const now = new Date().toISOString();
   const record: ReplicaRecord = { version: 1, name, storage, endpointEnabled, status: 'Creating', createdAt: now, updatedAt: now };
@@ -222,7 +221,15 @@ async function remove(name: string, purge: boolean, deps: ReplicaAdminDeps): Pro
   if (purge) {
     // Refused before anything changes: purging storage another region uses would delete that region's registry.
     const { sharing, unknown } = await deps.registry.regionsOn(replica.storage, name);
-    const blocking = [...sharing.map((r) => `${r.home ? 'the home region ' : ''}${r.name} uses the same storage`), ...unknown.map((r) => `${r.name}'s storage cannot be parsed, so it may be the same`)];
+    let seeing: Replica[];
+    try {
+      seeing = await deps.registry.regionsSeeing(deps.registry.storageOf(replica), name);
+    } catch (e) {
+      if (!(e instanceof RegionStorageError)) throw e;
+      return json(409, { error: `purge of ${name} refused, nothing was deleted: its storage cannot be written (${probeFailure(e)}), so it cannot be told whether another region uses it. Delete ${name} without --purge to keep the data` });
+    }
+    const shared = [...new Set([...sharing, ...seeing].map((r) => `${r.home ? 'the home region ' : ''}${r.name} uses the same storage`))];
+    const blocking = [...shared, ...unknown.map((r) => `${r.name}'s storage cannot be parsed, so it may be the same`)];
     if (blocking.length) {
       return json(409, { error: `purge of ${name} refused, nothing was deleted: ${blocking.join('; ')}. Delete ${name} without --purge to keep the data` });
     }
@@ -289,6 +296,10 @@ async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaVi
     createdAt: replica.record?.createdAt,
     updatedAt: replica.record?.updatedAt,
   };
+}
+
+function sharedStorage(name: string, storage: ReplicaStorage, other: Replica, deps: Pick<ReplicaAdminDeps, 'registry'>): string {
+  return `storage for ${name} (${maskStorage(storage)}) is where ${other.home ? 'the home region ' : 'region '}${other.name} keeps its registry (${deps.registry.identityOf(other.storage)}): a replica needs a storage account of its own; give another account`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Region, Settings } from '../config/settings';
 import { storageEndpoint, storageIdentity, StorageEndpointError } from '../storage/endpoint';
 import { statePaths } from '../storage/paths';
@@ -114,6 +115,24 @@ export class ReplicaRegistry {
       }
     }
     return { sharing, unknown };
+  }
+
+  /**
+   * The regions, home included, other than `except` and not deleted, that see a marker written in
+   * `candidate`: their storage is the candidate's, whatever its endpoint is called (a CNAME,
+   * `localhost` for `127.0.0.1`, a custom domain), which the endpoint comparison cannot tell.
+   * A region whose storage does not answer is left out. Throws when the marker cannot be written.
+   */
+  async regionsSeeing(candidate: RegionStorage, except: string): Promise<Replica[]> {
+    const nonce = randomBytes(16).toString('hex');
+    await candidate.writeMarker(nonce);
+    try {
+      const others = (await this.list()).filter((r) => r.name !== except);
+      const seen = await Promise.all(others.map((r) => Promise.resolve().then(() => this.storageOf(r).hasMarker(nonce)).catch(() => false)));
+      return others.filter((_, i) => seen[i]);
+    } finally {
+      await candidate.deleteMarker(nonce).catch(() => undefined);
+    }
   }
 
   async record(name: string): Promise<ReplicaRecord | undefined> {

@@ -59,6 +59,9 @@ function respelled(region: string): string {
   return `AccountKey=${parts.AccountKey};BlobEndpoint=${endpoint};AccountName=${parts.AccountName};DefaultEndpointsProtocol=${parts.DefaultEndpointsProtocol}`;
 }
 
+/** The same account under another host name (`localhost` for `127.0.0.1`): only a marker tells it is the same. */
+const aliased = (region: string) => stack.storageConnectionString(region).replace('127.0.0.1', 'localhost');
+
 describe('replica storage', () => {
   it("refuses a replica on the home region's storage (409, naming it) and home keeps every blob", async () => {
     const home = storageOf('westus');
@@ -80,9 +83,18 @@ describe('replica storage', () => {
     expect(res.body.error).toMatch(/region eastus keeps its registry/);
   });
 
+  it("refuses home's storage under another host name, found by a marker, and leaves no marker behind", async () => {
+    const res = await api('POST', '/replications', { name: 'homealias', storage: aliased('westus') });
+    expect(res.status, JSON.stringify(res.body)).toBe(409);
+    expect(res.body.error).toMatch(/where the home region westus keeps its registry/);
+    const left: string[] = [];
+    for await (const b of storageOf('westus').container.listBlobsFlat({ prefix: '_georeg/' })) left.push(b.name);
+    expect(left).toEqual([]);
+  });
+
   it('refuses to purge storage another region uses (a record from before the check): nothing is deleted, the region stays', async () => {
     const now = new Date().toISOString();
-    await stack.runtime.registry.createRecord({ version: 1, name: 'eastalias', storage: { connectionString: respelled('eastus') }, endpointEnabled: true, status: 'Ready', createdAt: now, updatedAt: now });
+    await stack.runtime.registry.createRecord({ version: 1, name: 'eastalias', storage: { connectionString: aliased('eastus') }, endpointEnabled: true, status: 'Ready', createdAt: now, updatedAt: now });
     const east = storageOf('eastus');
     const before = await snapshot(east);
     expect(before.size).toBeGreaterThan(0);
