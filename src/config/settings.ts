@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { storageEndpoint, storageIdentity } from '../storage/endpoint';
 
 /**
  * Every setting georeg reads, validated once at start-up. Settings arrive as environment variables
@@ -143,6 +144,19 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   }
   if (s.GEOREG_WEBHOOK_RETRY_MAX_MS < s.GEOREG_WEBHOOK_RETRY_BASE_MS) {
     problems.push(`GEOREG_WEBHOOK_RETRY_MAX_MS: ${s.GEOREG_WEBHOOK_RETRY_MAX_MS} is below GEOREG_WEBHOOK_RETRY_BASE_MS (${s.GEOREG_WEBHOOK_RETRY_BASE_MS})`);
+  }
+  // Two regions on one storage would be one copy: a replica copying onto its source, a purge deleting both.
+  const storages = new Map<string, string>();
+  for (const r of s.GEOREG_REGIONS) {
+    let identity: string;
+    try {
+      identity = storageIdentity(storageEndpoint(r), s.GEOREG_REGISTRY_CONTAINER, s.GEOREG_REGISTRY_ROOT);
+    } catch {
+      continue; // reported with the region's name when its client is made
+    }
+    const other = storages.get(identity);
+    if (other) problems.push(`GEOREG_REGIONS: ${other} and ${r.name} use the same storage (${identity}): give each region a storage account of its own`);
+    else storages.set(identity, r.name);
   }
   if (!s.ServiceBusConnection && !s.ServiceBusConnection__fullyQualifiedNamespace) {
     problems.push('ServiceBusConnection: missing (a connection string, or set ServiceBusConnection__fullyQualifiedNamespace to use a managed identity)');

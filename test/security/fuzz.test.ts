@@ -161,7 +161,7 @@ function validEnvelope(rng: Rng): any {
   const envelope: any = rng.chance(0.7) ? envelopeFor(image) : deleteEnvelope(rng.chance(0.5) ? { repository: image.repository, tag: image.tag } : { repository: image.repository, digest: image.manifests.at(-1)!.digest });
   // Event ids from the seed, so a replay sends the same ones.
   for (const e of envelope.events) e.id = `fuzz-${rng.int(2 ** 30).toString(36)}`;
-  if (rng.chance(0.2)) envelope.events = Array.from({ length: rng.int(12) }, () => rng.pick(envelope.events));
+  if (rng.chance(0.2)) envelope.events = Array.from({ length: rng.int(6) }, () => rng.pick(envelope.events));
   return envelope;
 }
 
