@@ -12,7 +12,7 @@ import { writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { handleReplicaAdmin } from '../../src/replicas/admin-api';
 import { handlePushNotification } from '../../src/replication/push';
 import { createRuntime, pushDeps, replicaAdminDeps, webhookAdminDeps, type Runtime } from '../../src/runtime';
-import { handleWebhookAdmin } from '../../src/webhooks/admin-api';
+import { handleWebhookAdmin, type WebhookAdminRequest } from '../../src/webhooks/admin-api';
 import { envelopeFor } from '../support/pipeline';
 
 /**
@@ -266,18 +266,22 @@ describe(`fuzzing the handlers (FUZZ_SEED=${SEED})`, () => {
       'webhook admin',
       SEED + 1,
       ADMIN_CASES,
-      (rng) => ({
-        method: rng.pick(['GET', 'POST', 'POST', 'PATCH', 'DELETE', 'PUT', 'get']),
-        name: rng.chance(0.5) ? undefined : rng.pick(['fuzzhook1', 'fuzzhook2', 'nosuchhook', '__proto__', 'constructor', text(rng)]),
-        op: rng.chance(0.7) ? undefined : rng.pick(['ping', 'events', 'nope', '__proto__']),
-        query: rng.chance(0.8) ? {} : { region: text(rng), top: text(rng) },
-        headers: lower({ authorization: authorization(rng, runtime.settings.adminSecret!) }),
-        body: body(rng, () => valid(rng)),
-      }),
+      (rng): WebhookAdminRequest =>
+        // A quarter are well-formed creates, so the other calls meet webhooks that exist.
+        rng.chance(0.25)
+          ? { method: 'POST', query: {}, headers: { authorization: `Bearer ${runtime.settings.adminSecret}` }, body: JSON.stringify(valid(rng)) }
+          : {
+              method: rng.pick(['GET', 'POST', 'PATCH', 'DELETE', 'PUT', 'get']),
+              name: rng.chance(0.5) ? undefined : rng.pick(['fuzzhook1', 'fuzzhook2', 'nosuchhook', '__proto__', 'constructor', text(rng)]),
+              op: rng.chance(0.7) ? undefined : rng.pick(['ping', 'events', 'nope', '__proto__']),
+              query: rng.chance(0.8) ? {} : { region: text(rng), top: text(rng) },
+              headers: lower({ authorization: authorization(rng, runtime.settings.adminSecret!) }),
+              body: body(rng, () => valid(rng)),
+            },
       (req) => handleWebhookAdmin(req, deps),
     );
     // Definitions were made (201), or refused as existing (409): the calls after them met real webhooks.
-    expect((statuses.get(201) ?? 0) + (statuses.get(409) ?? 0), JSON.stringify([...statuses])).toBeGreaterThan(0);
+    expect((statuses.get(201) ?? 0) + (statuses.get(409) ?? 0), JSON.stringify([...statuses])).toBeGreaterThan(10);
     expect(statuses.get(400) ?? 0, JSON.stringify([...statuses])).toBeGreaterThan(20);
     expect(Object.keys(Object.prototype)).toEqual([]);
   }, 600_000);
