@@ -20,7 +20,16 @@ export interface StorageEndpoint {
   account: string;
   /** The account is the first path segment (Azurite, IP endpoints), not the first label of the host. */
   pathStyle: boolean;
+  /** Reached with an Entra ID token (an account URL): every request carries a bearer token for Azure Storage. */
+  sendsToken: boolean;
 }
+
+/**
+ * Where a Microsoft Entra ID token for Azure Storage may be sent: the storage endpoints of Azure's
+ * clouds (private endpoints keep these names). The token's audience is every account the identity
+ * may use, home included, so it must never reach a host that is not Azure Storage.
+ */
+const AZURE_STORAGE_HOSTS = /\.(blob\.core\.windows\.net|blob\.core\.chinacloudapi\.cn|blob\.core\.usgovcloudapi\.net|z\d+\.blob\.storage\.azure\.net)$/;
 
 export class StorageEndpointError extends Error {
   constructor(message: string) {
@@ -65,6 +74,7 @@ export function storageEndpoint(access: { connectionString?: string; accountUrl?
     port: url.port ? Number(url.port) : undefined,
     account,
     pathStyle,
+    sendsToken: !access.connectionString,
   };
 }
 
@@ -89,6 +99,11 @@ export function storageTargets(allowPrivate: boolean): AddressPolicy {
  * metadata and wire-server addresses are refused either way. Nothing is sent to the endpoint here.
  */
 export async function checkStorageEndpoint(endpoint: StorageEndpoint, allowPrivate: boolean): Promise<void> {
+  if (endpoint.sendsToken && !AZURE_STORAGE_HOSTS.test(endpoint.host)) {
+    throw new StorageEndpointError(
+      `${endpoint.url}: an account URL is reached with the identity's token for Azure Storage, which only Azure Storage hosts receive (https://<account>.blob.core.windows.net, or another Azure cloud's); for any other endpoint give a connection string`,
+    );
+  }
   if (endpoint.scheme !== 'https' && !allowPrivate) {
     throw new StorageEndpointError(`${endpoint.url}: storage is reached over https only (the account key or token would cross the network in the clear); set GEOREG_ALLOW_PRIVATE_STORAGE=true to allow http to a local emulator`);
   }

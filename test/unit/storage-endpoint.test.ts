@@ -36,18 +36,26 @@ describe('storage identity', () => {
 });
 
 describe('storage endpoint check', () => {
+  const at = (blobEndpoint: string) => storageEndpoint({ connectionString: `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${KEY};BlobEndpoint=${blobEndpoint}` });
+
   it('asks for https unless private storage is allowed, naming the setting', async () => {
-    await expect(checkStorageEndpoint(storageEndpoint({ accountUrl: 'http://8.8.8.8/acct' }), false)).rejects.toThrow(/https only.*GEOREG_ALLOW_PRIVATE_STORAGE=true/);
-    await expect(checkStorageEndpoint(storageEndpoint({ accountUrl: 'https://8.8.8.8/acct' }), false)).resolves.toBeUndefined();
+    await expect(checkStorageEndpoint(at('http://8.8.8.8/acct'), false)).rejects.toThrow(/https only.*GEOREG_ALLOW_PRIVATE_STORAGE=true/);
+    await expect(checkStorageEndpoint(at('https://8.8.8.8/acct'), false)).resolves.toBeUndefined();
   });
 
   it('refuses loopback and private addresses unless allowed, and link-local, metadata and wire-server addresses always', async () => {
     for (const url of ['https://127.0.0.1:10000/a', 'https://10.1.2.3/a', 'https://localhost:10000/a', 'https://[::1]/a']) {
-      await expect(checkStorageEndpoint(storageEndpoint({ accountUrl: url }), false), url).rejects.toThrow(/GEOREG_ALLOW_PRIVATE_STORAGE=true/);
-      await expect(checkStorageEndpoint(storageEndpoint({ accountUrl: url }), true), url).resolves.toBeUndefined();
+      await expect(checkStorageEndpoint(at(url), false), url).rejects.toThrow(/GEOREG_ALLOW_PRIVATE_STORAGE=true/);
+      await expect(checkStorageEndpoint(at(url), true), url).resolves.toBeUndefined();
     }
     for (const url of ['http://169.254.169.254/metadata', 'http://168.63.129.16/machine', 'http://[::ffff:169.254.169.254]/a', 'http://[fd00:ec2::254]/a', 'http://0.0.0.0:10000/a']) {
-      await expect(checkStorageEndpoint(storageEndpoint({ accountUrl: url }), true), url).rejects.toThrow(/storage requests are never sent there/);
+      await expect(checkStorageEndpoint(at(url), true), url).rejects.toThrow(/storage requests are never sent there/);
+    }
+  });
+
+  it("sends the identity's token only to Azure Storage hosts: an account URL elsewhere is refused, whatever the setting", async () => {
+    for (const url of ['https://evil.example.com', 'https://acct.blob.core.windows.net.evil.example', 'https://8.8.8.8/acct', 'https://127.0.0.1:10000/acct']) {
+      await expect(checkStorageEndpoint(storageEndpoint({ accountUrl: url }), true), url).rejects.toThrow(/only Azure Storage hosts receive/);
     }
   });
 });
