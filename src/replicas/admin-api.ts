@@ -1,6 +1,7 @@
 import type { ServiceBusAdministrationClient, ServiceBusClient, ServiceBusSender } from '@azure/service-bus';
 import { z } from 'zod';
 import { deleteRegionSubscription, ensureRegionSubscription, regionQueue, type RegionQueue } from '../bus/subscriptions';
+import { UnsafeTargetError } from '../common/address-safety';
 import { adminDenied, json, notAllowed, parseJsonBody, type AdminRequest, type HttpOutput } from '../common/http';
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
@@ -310,6 +311,8 @@ function probeFailure(e: unknown): string {
   const cause = (e as { cause?: unknown }).cause ?? e;
   const status = statusOf(cause);
   if (status !== undefined) return `it answered ${status}${codeOf(cause) ? ` ${codeOf(cause)}` : ''}`;
+  // Refused by georeg's own address rules: nothing was sent, the message is ours.
+  if (cause instanceof UnsafeTargetError) return `not sent: ${cause.message}`;
   // No answer: a local network error (refused, unresolved, reset), whose message carries no remote text.
   const err = cause as NodeJS.ErrnoException;
   const local = err.code === 'REQUEST_SEND_ERROR' || /^E[A-Z]+$/.test(err.code ?? '');

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Region, Settings } from '../config/settings';
-import { storageEndpoint, storageIdentity, StorageEndpointError } from '../storage/endpoint';
+import { storageEndpoint, storageIdentity, StorageEndpointError, storageTargets } from '../storage/endpoint';
 import { statePaths } from '../storage/paths';
 import { regionStorageFrom, type RegionStorage } from '../storage/region-storage';
 import { StateSchemaError, type StateStore } from '../storage/state-store';
@@ -87,7 +87,11 @@ export class ReplicaRegistry {
     const key = JSON.stringify(replica.storage);
     const cached = this.storages.get(replica.name);
     if (cached?.key === key) return cached.storage;
-    const storage = regionStorageFrom({ region: replica.name, ...replica.storage, container: this.settings.registry.container, root: this.settings.registry.root });
+    // Storage from GEOREG_REGIONS is the deployment's own; storage an admin gave is checked on every request.
+    const setting = this.settings.regions.find((r) => r.name === replica.name);
+    const fromSettings = setting !== undefined && JSON.stringify(settingStorage(setting)) === key;
+    const targets = fromSettings ? undefined : storageTargets(this.settings.allowPrivateStorage);
+    const storage = regionStorageFrom({ region: replica.name, ...replica.storage, container: this.settings.registry.container, root: this.settings.registry.root, targets });
     this.storages.set(replica.name, { key, storage });
     return storage;
   }

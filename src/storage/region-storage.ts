@@ -1,3 +1,4 @@
+import type { AddressPolicy } from '../common/address-safety';
 import { forEachLimit } from '../common/pool';
 import type { TokenCredential } from '@azure/identity';
 import {
@@ -336,6 +337,8 @@ export interface RegionStorageConfig {
   /** Registry root inside the container; default `docker/registry/v2`. */
   root?: string;
   retryOptions?: StorageRetryOptions;
+  /** Check the address of every request (storage an admin gave at run time; see clients.ts). */
+  targets?: AddressPolicy;
 }
 
 export function regionStorageFrom(config: RegionStorageConfig): RegionStorage {

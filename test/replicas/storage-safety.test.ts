@@ -110,6 +110,18 @@ describe('replica storage', () => {
     expect(await snapshot(east)).toEqual(before);
   });
 
+  it('storage recorded before these checks, at the metadata address, is sent nothing: its purge is refused naming the address', async () => {
+    const now = new Date().toISOString();
+    const storage = { connectionString: `DefaultEndpointsProtocol=http;AccountName=meta;AccountKey=${Buffer.from('k').toString('base64')};BlobEndpoint=http://169.254.169.254/meta` };
+    await stack.runtime.registry.createRecord({ version: 1, name: 'oldmeta', storage, endpointEnabled: true, status: 'Ready', createdAt: now, updatedAt: now });
+
+    const res = await api('DELETE', '/replications/oldmeta?purge=true');
+
+    expect(res.status, JSON.stringify(res.body)).toBe(409);
+    expect(res.body.error).toMatch(/purge of oldmeta refused, nothing was deleted: its storage cannot be written \(not sent: 169\.254\.169\.254 resolves to 169\.254\.169\.254, a link-local \/ instance metadata address: storage requests are never sent there\)/);
+    expect((await api('DELETE', '/replications/oldmeta')).body).toMatchObject({ deleted: 'oldmeta', dataKept: true });
+  });
+
   it('a purge of storage no other region uses deletes only under the registry root', async () => {
     const created = await api('POST', '/replications', { name: 'northeurope', storage: stack.storageConnectionString('northeurope') });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
