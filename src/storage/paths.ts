@@ -13,6 +13,12 @@ import { parseDigest } from '../oci/digest';
  *   <root>/repositories/<name>/_manifests/tags/<tag>/current/link             tag -> manifest digest
  *   <root>/repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link   tag history
  *
+ * Outside the root, in the same container:
+ *
+ *   _georeg/identity/<nonce>                                                  a marker replica create and purge write and
+ *                                                                             delete at once, to see whether two regions'
+ *                                                                             storage is one (storage/endpoint.ts)
+ *
  * `<root>` is `docker/registry/v2` by default. Distribution 2.8's Azure driver writes blob names
  * with a leading slash (`/docker/registry/v2/...`); Distribution 3 trims it and may prefix a
  * `rootdirectory` (`myroot/docker/registry/v2/...`). The root is kept exactly as configured.
@@ -51,6 +57,12 @@ export class RegistryLayout {
 
   repository(name: string): string {
     return `${this.root}/repositories/${checkRepository(name)}`;
+  }
+
+  /** The identity marker (outside the root, so neither a registry nor a purge ever sees it). */
+  identityMarker(nonce: string): string {
+    if (!/^[a-z0-9]{8,64}$/.test(nonce)) throw new Error(`invalid identity marker "${nonce}"`);
+    return `_georeg/identity/${nonce}`;
   }
 
   /** Prefix of everything the registry keeps in a region (`replication delete --purge` removes it). */
