@@ -48,6 +48,25 @@ export async function ensureRegionSubscription(admin: ServiceBusAdministrationCl
   return repaired ? 'repaired' : 'existed';
 }
 
+/**
+ * What is wrong with a region's subscription, or undefined when it exists with its rule as the only
+ * rule (what `ensureRegionSubscription` makes). Read-only: `georeg doctor` reports, it repairs nothing.
+ */
+export async function regionSubscriptionProblem(admin: ServiceBusAdministrationClient, topic: string, region: string): Promise<string | undefined> {
+  if (!(await admin.subscriptionExists(topic, region))) return `subscription "${region}" is missing on topic "${topic}"`;
+  const expected = regionFilter(region);
+  const problems: string[] = [];
+  let ours = false;
+  for await (const rule of admin.listRules(topic, region)) {
+    const sql = 'sqlExpression' in rule.filter ? rule.filter.sqlExpression : undefined;
+    if (sql?.trim() === expected) ours = true;
+    // `$Default` (TrueFilter) or any other rule would deliver jobs of other regions here.
+    else problems.push(`rule "${rule.name}" (${sql ?? 'correlation filter'}) would deliver other regions' jobs`);
+  }
+  if (!ours) problems.unshift(`no rule ${expected}`);
+  return problems.length ? `subscription "${region}" on topic "${topic}": ${problems.join('; ')}` : undefined;
+}
+
 /** False when there was nothing to delete. */
 export async function deleteRegionSubscription(admin: ServiceBusAdministrationClient, topic: string, region: string): Promise<boolean> {
   try {

@@ -25,7 +25,7 @@ export function registerReplicationCommands(program: Command): void {
   const replication = program.command('replication').description('replica regions: create (with back-fill), list, show, update, delete, resync');
   const common = (c: Command) =>
     c
-      .option('--url <api>', 'API base URL (default: the running local stack, or GEOREG_API_URL)')
+      .option('--url <api>', 'API base URL (default: GEOREG_API_URL, the running local stack, or http://127.0.0.1:7071/api)')
       .option('--key <function-key>', 'function key for the admin API in Azure')
       .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'));
   const region = (c: Command) =>

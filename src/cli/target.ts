@@ -1,13 +1,61 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { requireSettingsPresent, settingsEnvironment } from '../config/local-settings';
 import { loadSettings, type Settings } from '../config/settings';
 
 /**
- * Where the CLI sends things: settings from the environment (the same GEOREG_* settings the
- * functions read), or else the file `npm start` writes for the running local stack.
+ * Where the CLI sends things. Settings: the environment's GEOREG_* settings (the ones the functions
+ * read); else a running `npm start` (its `.georeg/local-stack.json`); else the Values of
+ * local.settings.json in this folder (the environment wins key by key). The API: `--url`, else
+ * GEOREG_API_URL, else the running local stack's, else `http://127.0.0.1:7071/api` (`georeg serve`
+ * and `func start` listen there by default).
  */
 
-export const LOCAL_STACK_FILE = join(process.cwd(), '.georeg', 'local-stack.json');
+export const DEFAULT_API_URL = 'http://127.0.0.1:7071/api';
+
+export function localStackFile(cwd = process.cwd()): string {
+  return join(cwd, '.georeg', 'local-stack.json');
+}
+
+/** What `npm start` writes for the CLI while it runs. */
+export interface LocalStackFile {
+  apiUrl: string;
+  env: Record<string, string>;
+  /** The `npm start` process: a file whose process is gone is stale (a killed stack leaves it behind). */
+  pid?: number;
+  spareStorage?: Record<string, string>;
+}
+
+/** The running local stack's file, or undefined when there is none or its process has gone. */
+export function runningLocalStack(cwd = process.cwd()): LocalStackFile | undefined {
+  const file = localStackFile(cwd);
+  if (!existsSync(file)) return undefined;
+  const stack = JSON.parse(readFileSync(file, 'utf8')) as LocalStackFile;
+  return stack.pid === undefined || processAlive(stack.pid) ? stack : undefined;
+}
+
+export interface SettingsSource {
+  /** The settings as environment variables (not yet validated). */
+  env: Record<string, string | undefined>;
+  /** Where they came from, for people reading logs. */
+  source: string;
+  apiUrl: string;
+  /** True when the API URL was asked for (`--url`/`--api`, GEOREG_API_URL), not a default. */
+  apiExplicit: boolean;
+}
+
+/** The settings and API the CLI uses, by the rules above; throws a SettingsError naming what is missing. */
+export function resolveSettingsSource(flags: { url?: string } = {}, cwd = process.cwd()): SettingsSource {
+  const merged = settingsEnvironment({ cwd });
+  const stack = runningLocalStack(cwd);
+  const explicit = flags.url ?? merged.env.GEOREG_API_URL;
+  const trim = (u: string) => u.replace(/\/+$/, '');
+  if (process.env.GEOREG_REGIONS === undefined && stack) {
+    return { env: stack.env, source: `${localStackFile(cwd)} (the running \`npm start\`)`, apiUrl: trim(explicit ?? stack.apiUrl), apiExplicit: explicit !== undefined };
+  }
+  requireSettingsPresent(merged, cwd);
+  return { env: merged.env, source: merged.source, apiUrl: trim(explicit ?? DEFAULT_API_URL), apiExplicit: explicit !== undefined };
+}
 
 export interface CliTarget {
   settings: Settings;
@@ -17,19 +65,18 @@ export interface CliTarget {
 }
 
 export function resolveTarget(flags: { url?: string }): CliTarget {
-  if (process.env.GEOREG_REGIONS) {
-    const settings = loadSettings(process.env);
-    const apiUrl = (flags.url ?? process.env.GEOREG_API_URL ?? 'http://127.0.0.1:7071/api').replace(/\/+$/, '');
-    return { settings, apiUrl, pushUrl: `${apiUrl}/push`, source: 'environment (GEOREG_* settings)' };
+  const { env, source, apiUrl } = resolveSettingsSource(flags);
+  return { settings: loadSettings(env), apiUrl, pushUrl: `${apiUrl}/push`, source };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
-  if (existsSync(LOCAL_STACK_FILE)) {
-    const stack = JSON.parse(readFileSync(LOCAL_STACK_FILE, 'utf8')) as { env: Record<string, string>; apiUrl: string };
-    const apiUrl = (flags.url ?? stack.apiUrl).replace(/\/+$/, '');
-    return { settings: loadSettings(stack.env), apiUrl, pushUrl: `${apiUrl}/push`, source: LOCAL_STACK_FILE };
-  }
-  throw new Error(
-    'no registry to talk to: start the local stack (`npm start`, which writes .georeg/local-stack.json) or set GEOREG_HOME_REGION, GEOREG_REGIONS and GEOREG_PUSH_SECRET (see local.settings.sample.json)',
-  );
 }
 
 /**

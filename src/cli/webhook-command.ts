@@ -29,7 +29,7 @@ export function registerWebhookCommands(program: Command): void {
   const webhook = program.command('webhook').description('regional webhooks: fired when a push or delete is complete in their region');
   const common = (c: Command) =>
     c
-      .option('--url <api>', 'API base URL (default: the running local stack, or GEOREG_API_URL)')
+      .option('--url <api>', 'API base URL (default: GEOREG_API_URL, the running local stack, or http://127.0.0.1:7071/api)')
       .option('--key <function-key>', 'function key for the admin API in Azure')
       .option('-o, --output <format>', 'table or json', 'table');
   const definition = (c: Command) =>

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { storageEndpoint, storageIdentity } from '../storage/endpoint';
 
 /**
  * Every setting georeg reads, validated once at start-up. Settings arrive as environment variables
@@ -64,6 +65,7 @@ const RawSettings = z.object({
   GEOREG_REPLICATE_RETRY_BASE_MS: intString(10, 3_600_000).default('10000'),
   GEOREG_REPLICATE_RETRY_MAX_MS: intString(10, 24 * 3_600_000).default('300000'),
   GEOREG_WEBHOOK_ALLOW_PRIVATE: boolString.default('false'),
+  GEOREG_ALLOW_PRIVATE_STORAGE: boolString.default('false'),
   GEOREG_WEBHOOK_MAX_ATTEMPTS: intString(1, 50).default('8'),
   GEOREG_WEBHOOK_TIMEOUT_MS: intString(100, 120_000).default('10000'),
   GEOREG_WEBHOOK_RETRY_BASE_MS: intString(10, 3_600_000).default('30000'),
@@ -101,6 +103,8 @@ export interface Settings {
   verifyDigests: boolean;
   copyConcurrency: number;
   maxInlinePlanBytes: number;
+  /** Replica storage created at run time may be plain http on a private or loopback address (Azurite); https and public otherwise. */
+  allowPrivateStorage: boolean;
   /** A replication job that fails for a passing reason is tried again this often, with this back-off (first and largest delay). */
   replicate: { maxAttempts: number; retryBaseMs: number; retryMaxMs: number };
   /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
@@ -141,6 +145,19 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (s.GEOREG_WEBHOOK_RETRY_MAX_MS < s.GEOREG_WEBHOOK_RETRY_BASE_MS) {
     problems.push(`GEOREG_WEBHOOK_RETRY_MAX_MS: ${s.GEOREG_WEBHOOK_RETRY_MAX_MS} is below GEOREG_WEBHOOK_RETRY_BASE_MS (${s.GEOREG_WEBHOOK_RETRY_BASE_MS})`);
   }
+  // Two regions on one storage would be one copy: a replica copying onto its source, a purge deleting both.
+  const storages = new Map<string, string>();
+  for (const r of s.GEOREG_REGIONS) {
+    let identity: string;
+    try {
+      identity = storageIdentity(storageEndpoint(r), s.GEOREG_REGISTRY_CONTAINER, s.GEOREG_REGISTRY_ROOT);
+    } catch {
+      continue; // reported with the region's name when its client is made
+    }
+    const other = storages.get(identity);
+    if (other) problems.push(`GEOREG_REGIONS: ${other} and ${r.name} use the same storage (${identity}): give each region a storage account of its own`);
+    else storages.set(identity, r.name);
+  }
   if (!s.ServiceBusConnection && !s.ServiceBusConnection__fullyQualifiedNamespace) {
     problems.push('ServiceBusConnection: missing (a connection string, or set ServiceBusConnection__fullyQualifiedNamespace to use a managed identity)');
   }
@@ -162,6 +179,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     verifyDigests: s.GEOREG_VERIFY_DIGESTS,
     copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
     maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,
+    allowPrivateStorage: s.GEOREG_ALLOW_PRIVATE_STORAGE,
     replicate: { maxAttempts: s.GEOREG_REPLICATE_MAX_ATTEMPTS, retryBaseMs: s.GEOREG_REPLICATE_RETRY_BASE_MS, retryMaxMs: s.GEOREG_REPLICATE_RETRY_MAX_MS },
     webhooks: {
       allowPrivateTargets: s.GEOREG_WEBHOOK_ALLOW_PRIVATE,

@@ -58,8 +58,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       GEOREG_PUSH_SECRET: randomBytes(18).toString('base64url'),
       // The local host has no function keys: the admin APIs ask for this instead (the CLI reads it from .georeg/local-stack.json).
       GEOREG_ADMIN_SECRET: randomBytes(18).toString('base64url'),
-      // The local stack's webhook subscribers listen on 127.0.0.1.
+      // The local stack's webhook subscribers listen on 127.0.0.1, and so does Azurite (plain http).
       GEOREG_WEBHOOK_ALLOW_PRIVATE: 'true',
+      GEOREG_ALLOW_PRIVATE_STORAGE: 'true',
       ...options.settings,
     };
     const settings = loadSettings(env);

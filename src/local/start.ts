@@ -2,7 +2,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { watchPush } from '../cli/progress';
 import { generated } from '../cli/push-command';
-import { LOCAL_STACK_FILE } from '../cli/target';
+import { localStackFile, type LocalStackFile } from '../cli/target';
 import type { Logger } from '../common/log';
 import { pushEnvelope, postNotification } from '../notifications/sender';
 import { writeImage } from '../registry/writer';
@@ -38,8 +38,10 @@ async function main(): Promise<void> {
   const stack = await startStack({ httpPort: Number(process.env.GEOREG_PORT ?? 7071), log: quiet, spareAccounts: spare, settings: settingsFromEnvironment() });
   const apiUrl = `${stack.host.url}/api`;
   const spareStorage = Object.fromEntries(spare.map((a) => [a, stack.storageConnectionString(a)]));
-  mkdirSync(dirname(LOCAL_STACK_FILE), { recursive: true });
-  writeFileSync(LOCAL_STACK_FILE, JSON.stringify({ apiUrl, env: stack.env, spareStorage }, null, 2), { mode: 0o600 });
+  const stackFile = localStackFile();
+  mkdirSync(dirname(stackFile), { recursive: true });
+  const written: LocalStackFile = { apiUrl, env: stack.env, pid: process.pid, spareStorage };
+  writeFileSync(stackFile, JSON.stringify(written, null, 2), { mode: 0o600 });
   console.log(`  home region ${stack.settings.homeRegion.name}, replicas ${stack.settings.replicaRegions.map((r) => r.name).join(', ')}`);
   console.log(`  push endpoint ${stack.pushUrl}`);
   const subscribers = await startDemoSubscribers(stack);
@@ -85,13 +87,13 @@ async function main(): Promise<void> {
   console.log('  npx georeg push ./my-oci-layout:latest demo/app:v2 --wait   (skopeo copy docker://... oci:./my-oci-layout:latest)');
   console.log('  npx georeg status demo/app:v1');
   console.log(`  npx georeg webhook list-events ${subscribers.webhooks[0].name}   (each region's subscriber prints the events it receives)`);
-  console.log(`  npx georeg replication create --region northeurope --storage "$(jq -r .spareStorage.spare1 ${relative(process.cwd(), LOCAL_STACK_FILE)})" --wait   (a new replica, back-filled)`);
+  console.log(`  npx georeg replication create --region northeurope --storage "$(jq -r .spareStorage.spare1 ${relative(process.cwd(), stackFile)})" --wait   (a new replica, back-filled)`);
   console.log('  npx georeg replication list');
   subscribers.live();
   console.log('Ctrl-C stops everything (the emulators keep their data in memory only).');
 
   async function shutdown() {
-    rmSync(LOCAL_STACK_FILE, { force: true });
+    rmSync(stackFile, { force: true });
     await subscribers.close();
     await stack.close();
   }

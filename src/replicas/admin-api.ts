@@ -1,13 +1,16 @@
 import type { ServiceBusAdministrationClient, ServiceBusClient, ServiceBusSender } from '@azure/service-bus';
 import { z } from 'zod';
 import { deleteRegionSubscription, ensureRegionSubscription, regionQueue, type RegionQueue } from '../bus/subscriptions';
+import { UnsafeTargetError } from '../common/address-safety';
 import { adminDenied, json, notAllowed, parseJsonBody, type AdminRequest, type HttpOutput } from '../common/http';
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
+import { codeOf, RegionStorageError, statusOf } from '../storage/clients';
+import { checkStorageEndpoint, storageEndpoint, StorageEndpointError } from '../storage/endpoint';
 import { isRepositoryName, isTag, statePaths } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import { StateUnavailableError, type StateStore } from '../storage/state-store';
-import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type SyncRun } from './definition';
+import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type ReplicaStorage, type SyncRun } from './definition';
 import { LastSynced } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
 import { startSync } from './sync';
@@ -143,13 +146,29 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
   const existing = await deps.registry.get(name);
   if (existing) return json(409, { error: `replication ${name} exists (${existing.status}): update it, resync it, or delete it first` });
 
+  // Checked before anything is sent to it: an admin's typo, or a URL into the platform's own network.
+  try {
+    await checkStorageEndpoint(storageEndpoint(storage), deps.settings.allowPrivateStorage);
+  } catch (e) {
+    if (e instanceof StorageEndpointError) return json(400, { error: `storage for ${name}: ${e.message}` });
+    throw e;
+  }
+  // A replica on another region's storage would be that region's data: replicating onto its own
+  // source, and purged with it later. Compared by endpoint first, then by a marker (aliases).
+  const { sharing } = await deps.registry.regionsOn(storage, name);
+  if (sharing.length) return json(409, { error: sharedStorage(name, storage, sharing[0], deps) });
+
   // The region's storage must answer before anything is recorded: a typo fails here, not in every job.
   const target = deps.registry.storageOf({ name, storage });
+  let seeing: Replica[];
   try {
     await target.ensureContainer();
+    seeing = await deps.registry.regionsSeeing(target, name);
   } catch (e) {
-    return json(400, { error: `storage for ${name} (${maskStorage(storage)}) cannot be reached or written: ${(e as Error).message}` });
+    if (!(e instanceof RegionStorageError)) throw e;
+    return json(400, { error: `storage for ${name} (${maskStorage(storage)}) cannot be reached or written: ${probeFailure(e)}; check the endpoint, the account key or the identity's role (Storage Blob Data Contributor)` });
   }
+  if (seeing.length) return json(409, { error: sharedStorage(name, storage, seeing[0], deps) });
 
   const now = new Date().toISOString();
   const record: ReplicaRecord = { version: 1, name, storage, endpointEnabled, status: 'Creating', createdAt: now, updatedAt: now };
@@ -200,6 +219,22 @@ async function remove(name: string, purge: boolean, deps: ReplicaAdminDeps): Pro
   const replica = await deps.registry.get(name);
   if (!replica) return notFound(name, deps);
   if (replica.home) return json(409, { error: `${name} is the home region and cannot be deleted: every replica copies from it` });
+  if (purge) {
+    // Refused before anything changes: purging storage another region uses would delete that region's registry.
+    const { sharing, unknown } = await deps.registry.regionsOn(replica.storage, name);
+    let seeing: Replica[];
+    try {
+      seeing = await deps.registry.regionsSeeing(deps.registry.storageOf(replica), name);
+    } catch (e) {
+      if (!(e instanceof RegionStorageError)) throw e;
+      return json(409, { error: `purge of ${name} refused, nothing was deleted: its storage cannot be written (${probeFailure(e)}), so it cannot be told whether another region uses it. Delete ${name} without --purge to keep the data` });
+    }
+    const shared = [...new Set([...sharing, ...seeing].map((r) => `${r.home ? 'the home region ' : ''}${r.name} uses the same storage`))];
+    const blocking = [...shared, ...unknown.map((r) => `${r.name}'s storage cannot be parsed, so it may be the same`)];
+    if (blocking.length) {
+      return json(409, { error: `purge of ${name} refused, nothing was deleted: ${blocking.join('; ')}. Delete ${name} without --purge to keep the data` });
+    }
+  }
   const removedSubscription = await deleteRegionSubscription(deps.busAdmin(), deps.settings.serviceBus.replicationTopic, name);
   // A GEOREG_REGIONS region keeps a tombstone, so the setting does not bring it back.
   if (replica.source === 'settings') await deps.registry.upsertRecord(replica, (r) => ({ ...r, status: 'Deleted', sync: undefined, error: undefined }));
@@ -208,6 +243,7 @@ async function remove(name: string, purge: boolean, deps: ReplicaAdminDeps): Pro
   await deps.onRegionsChanged?.();
   let purged: number | undefined;
   if (purge) {
+    // Only under the registry root (never empty, see RegistryLayout): other data in the account stays.
     const storage = deps.registry.storageOf(replica);
     purged = await storage.deletePrefix(storage.layout.everythingPrefix());
   }
@@ -261,6 +297,26 @@ async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaVi
     createdAt: replica.record?.createdAt,
     updatedAt: replica.record?.updatedAt,
   };
+}
+
+function sharedStorage(name: string, storage: ReplicaStorage, other: Replica, deps: Pick<ReplicaAdminDeps, 'registry'>): string {
+  return `storage for ${name} (${maskStorage(storage)}) is where ${other.home ? 'the home region ' : 'region '}${other.name} keeps its registry (${deps.registry.identityOf(other.storage)}): a replica needs a storage account of its own; give another account`;
+}
+
+/**
+ * Why a storage probe failed, in the status and error code only: the body is whatever the endpoint
+ * chose to answer, and echoing it would turn replica create into a way to read internal pages.
+ */
+function probeFailure(e: unknown): string {
+  const cause = (e as { cause?: unknown }).cause ?? e;
+  const status = statusOf(cause);
+  if (status !== undefined) return `it answered ${status}${codeOf(cause) ? ` ${codeOf(cause)}` : ''}`;
+  // Refused by georeg's own address rules: nothing was sent, the message is ours.
+  if (cause instanceof UnsafeTargetError) return `not sent: ${cause.message}`;
+  // No answer: a local network error (refused, unresolved, reset), whose message carries no remote text.
+  const err = cause as NodeJS.ErrnoException;
+  const local = err.code === 'REQUEST_SEND_ERROR' || /^E[A-Z]+$/.test(err.code ?? '');
+  return `no answer (${err.code ?? err.name}${local ? `: ${String(err.message).split('\n')[0].slice(0, 200)}` : ''})`;
 }
 
 async function notFound(name: string, deps: ReplicaAdminDeps): Promise<HttpOutput> {

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { Region, Settings } from '../config/settings';
+import { storageEndpoint, storageIdentity, StorageEndpointError, storageTargets } from '../storage/endpoint';
 import { statePaths } from '../storage/paths';
 import { regionStorageFrom, type RegionStorage } from '../storage/region-storage';
 import { StateSchemaError, type StateStore } from '../storage/state-store';
@@ -85,9 +87,56 @@ export class ReplicaRegistry {
     const key = JSON.stringify(replica.storage);
     const cached = this.storages.get(replica.name);
     if (cached?.key === key) return cached.storage;
-    const storage = regionStorageFrom({ region: replica.name, ...replica.storage, container: this.settings.registry.container, root: this.settings.registry.root });
+    // Storage from GEOREG_REGIONS is the deployment's own; storage an admin gave is checked on every request.
+    const setting = this.settings.regions.find((r) => r.name === replica.name);
+    const fromSettings = setting !== undefined && JSON.stringify(settingStorage(setting)) === key;
+    const targets = fromSettings ? undefined : storageTargets(this.settings.allowPrivateStorage);
+    const storage = regionStorageFrom({ region: replica.name, ...replica.storage, container: this.settings.registry.container, root: this.settings.registry.root, targets });
     this.storages.set(replica.name, { key, storage });
     return storage;
+  }
+
+  /** Where a region's registry data is (see storage/endpoint.ts); throws StorageEndpointError when its storage does not parse. */
+  identityOf(storage: ReplicaStorage): string {
+    return storageIdentity(storageEndpoint(storage), this.settings.registry.container, this.settings.registry.root);
+  }
+
+  /**
+   * The regions, home included, other than `except` and not deleted, whose registry data is where
+   * `storage` puts it; and those whose storage does not parse, so nobody can tell.
+   */
+  async regionsOn(storage: ReplicaStorage, except: string): Promise<{ sharing: Replica[]; unknown: Replica[] }> {
+    const identity = this.identityOf(storage);
+    const sharing: Replica[] = [];
+    const unknown: Replica[] = [];
+    for (const r of await this.list()) {
+      if (r.name === except) continue;
+      try {
+        if (this.identityOf(r.storage) === identity) sharing.push(r);
+      } catch (e) {
+        if (!(e instanceof StorageEndpointError)) throw e;
+        unknown.push(r);
+      }
+    }
+    return { sharing, unknown };
+  }
+
+  /**
+   * The regions, home included, other than `except` and not deleted, that see a marker written in
+   * `candidate`: their storage is the candidate's, whatever its endpoint is called (a CNAME,
+   * `localhost` for `127.0.0.1`, a custom domain), which the endpoint comparison cannot tell.
+   * A region whose storage does not answer is left out. Throws when the marker cannot be written.
+   */
+  async regionsSeeing(candidate: RegionStorage, except: string): Promise<Replica[]> {
+    const nonce = randomBytes(16).toString('hex');
+    await candidate.writeMarker(nonce);
+    try {
+      const others = (await this.list()).filter((r) => r.name !== except);
+      const seen = await Promise.all(others.map((r) => Promise.resolve().then(() => this.storageOf(r).hasMarker(nonce)).catch(() => false)));
+      return others.filter((_, i) => seen[i]);
+    } finally {
+      await candidate.deleteMarker(nonce).catch(() => undefined);
+    }
   }
 
   async record(name: string): Promise<ReplicaRecord | undefined> {

@@ -1,5 +1,8 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
-import { BlobServiceClient, type StorageRetryOptions } from '@azure/storage-blob';
+import { BlobServiceClient, newPipeline, type RequestPolicyFactory, type StorageRetryOptions } from '@azure/storage-blob';
+import { assertHostAllowed, safeLookup, type AddressPolicy } from '../common/address-safety';
 
 /**
  * How georeg reaches a storage account: a connection string (Azurite, or a key-based account), or an
@@ -14,12 +17,26 @@ export interface AccountAccess {
   /** With accountUrl; DefaultAzureCredential when absent. */
   credential?: TokenCredential;
   retryOptions?: StorageRetryOptions;
+  /**
+   * Check every request's address as webhooks are checked: the host when it is an IP literal, and
+   * every address a name resolves to inside the socket's own lookup (a DNS answer cannot change
+   * between check and connect). For storage an admin gave at run time.
+   */
+  targets?: AddressPolicy;
 }
 
 /** Exponential back-off, 5 tries; no per-try timeout, since a server-side copy of a large blob is one long request. */
 export const DEFAULT_RETRY_OPTIONS: StorageRetryOptions = { maxTries: 5, retryDelayInMs: 250, maxRetryDelayInMs: 8_000 };
 
 export function blobServiceClient(access: AccountAccess, what: string): BlobServiceClient {
+  const client = unguardedClient(access, what);
+  if (!access.targets) return client;
+  const pipeline = newPipeline(client.credential, { retryOptions: { ...DEFAULT_RETRY_OPTIONS, ...access.retryOptions } });
+  pipeline.factories.push(addressGuard(access.targets));
+  return new BlobServiceClient(client.url, pipeline);
+}
+
+function unguardedClient(access: AccountAccess, what: string): BlobServiceClient {
   const retryOptions = { ...DEFAULT_RETRY_OPTIONS, ...access.retryOptions };
   if (access.connectionString) {
     try {
@@ -32,6 +49,24 @@ export function blobServiceClient(access: AccountAccess, what: string): BlobServ
     return new BlobServiceClient(access.accountUrl, access.credential ?? new DefaultAzureCredential(), { retryOptions });
   }
   throw new Error(`${what}: give a storage connection string or an account URL (https://<account>.blob.core.windows.net)`);
+}
+
+/** Sends each request through an agent whose lookup checks the addresses; refuses an IP literal host it may not reach. */
+function addressGuard(policy: AddressPolicy): RequestPolicyFactory {
+  const agents: Record<string, HttpAgent> = {
+    'http:': new HttpAgent({ keepAlive: true, lookup: safeLookup(policy) }),
+    'https:': new HttpsAgent({ keepAlive: true, lookup: safeLookup(policy) }),
+  };
+  return {
+    create: (next) => ({
+      sendRequest: async (request) => {
+        const url = new URL(request.url);
+        assertHostAllowed(url.hostname, policy);
+        (request as { agent?: HttpAgent }).agent = agents[url.protocol];
+        return next.sendRequest(request);
+      },
+    }),
+  };
 }
 
 /** HTTP status of an Azure SDK RestError, if it is one. */

@@ -13,6 +13,12 @@ import { parseDigest } from '../oci/digest';
  *   <root>/repositories/<name>/_manifests/tags/<tag>/current/link             tag -> manifest digest
  *   <root>/repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link   tag history
  *
+ * Outside the root, in the same container:
+ *
+ *   _georeg/identity/<nonce>                                                  a marker replica create and purge write and
+ *                                                                             delete at once, to see whether two regions'
+ *                                                                             storage is one (storage/endpoint.ts)
+ *
  * `<root>` is `docker/registry/v2` by default. Distribution 2.8's Azure driver writes blob names
  * with a leading slash (`/docker/registry/v2/...`); Distribution 3 trims it and may prefix a
  * `rootdirectory` (`myroot/docker/registry/v2/...`). The root is kept exactly as configured.
@@ -32,10 +38,16 @@ import { parseDigest } from '../oci/digest';
  *   reconcile/<region>.lease                  held (blob lease) by the one reconcile running for a region
  *   reconcile/<region>.json                   that region's last reconcile: when, what drifted, what was sent
  */
+/**
+ * What Distribution appends to its `rootdirectory`: every registry root ends with it, which is how
+ * `georeg doctor` recognises a root it was not told about.
+ */
+export const DISTRIBUTION_ROOT = 'docker/registry/v2';
+
 export class RegistryLayout {
   readonly root: string;
 
-  constructor(root = 'docker/registry/v2') {
+  constructor(root = DISTRIBUTION_ROOT) {
     const trimmed = root.replace(/\/+$/, '');
     if (trimmed === '' || trimmed === '/') throw new Error(`registry root path "${root}" is empty`);
     this.root = trimmed;
@@ -48,6 +60,12 @@ export class RegistryLayout {
 
   repository(name: string): string {
     return `${this.root}/repositories/${checkRepository(name)}`;
+  }
+
+  /** The identity marker (outside the root, so neither a registry nor a purge ever sees it). */
+  identityMarker(nonce: string): string {
+    if (!/^[a-z0-9]{8,64}$/.test(nonce)) throw new Error(`invalid identity marker "${nonce}"`);
+    return `_georeg/identity/${nonce}`;
   }
 
   /** Prefix of everything the registry keeps in a region (`replication delete --purge` removes it). */
@@ -97,6 +115,24 @@ export class RegistryLayout {
     const m = /^(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path.slice(prefix.length));
     return m ? { repository: m[1], tag: m[2] } : undefined;
   }
+
+  /** The repository any path under `repositories/` belongs to (its `_manifests`, `_layers` or `_uploads`); undefined otherwise. */
+  parseRepositoryOf(path: string): string | undefined {
+    const prefix = this.repositoriesPrefix();
+    if (!path.startsWith(prefix)) return undefined;
+    const m = /^(.+?)\/_(?:manifests|layers|uploads)\//.exec(path.slice(prefix.length));
+    return m ? m[1] : undefined;
+  }
+}
+
+/**
+ * A virtual directory (blob name prefix ending in `/`) that is a registry root: what Distribution
+ * writes under `<rootdirectory>`, with or without 2.8's leading slash. Returns the root as
+ * GEOREG_REGISTRY_ROOT spells it, or undefined.
+ */
+export function registryRootOfDirectory(prefix: string): string | undefined {
+  const dir = prefix.replace(/\/$/, '');
+  return dir === DISTRIBUTION_ROOT || dir.endsWith(`/${DISTRIBUTION_ROOT}`) ? dir : undefined;
 }
 
 /** Repository names as the Distribution spec allows them: path components of [a-z0-9] with separators. */

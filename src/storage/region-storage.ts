@@ -1,3 +1,4 @@
+import type { AddressPolicy } from '../common/address-safety';
 import { forEachLimit } from '../common/pool';
 import type { TokenCredential } from '@azure/identity';
 import {
@@ -245,6 +246,25 @@ export class RegionStorage {
     }
   }
 
+  /** Writes the identity marker `nonce` (see RegistryLayout.identityMarker). */
+  async writeMarker(nonce: string): Promise<void> {
+    const path = this.layout.identityMarker(nonce);
+    try {
+      await this.container.getBlockBlobClient(path).upload('', 0);
+    } catch (e) {
+      throw new RegionStorageError(`cannot write ${path} in ${this.region}: the storage must be writable`, e);
+    }
+  }
+
+  /** Whether this region's storage holds the identity marker `nonce`: then it is the storage that wrote it. */
+  async hasMarker(nonce: string): Promise<boolean> {
+    return this.linkExists(this.layout.identityMarker(nonce));
+  }
+
+  async deleteMarker(nonce: string): Promise<void> {
+    await this.deleteBlob(this.layout.identityMarker(nonce));
+  }
+
   /** Deletes one blob by path; false when it was not there. */
   async deleteBlob(path: string): Promise<boolean> {
     try {
@@ -385,6 +405,8 @@ export interface RegionStorageConfig {
   /** Registry root inside the container; default `docker/registry/v2`. */
   root?: string;
   retryOptions?: StorageRetryOptions;
+  /** Check the address of every request (storage an admin gave at run time; see clients.ts). */
+  targets?: AddressPolicy;
 }
 
 export function regionStorageFrom(config: RegionStorageConfig): RegionStorage {

@@ -28,11 +28,11 @@ export function retrying(sink: Sink, policy: RetryPolicy, options: { random?: ()
   };
 }
 
-export function decide(result: Pick<AttemptResult, 'verdict' | 'statusCode' | 'error' | 'request' | 'startedAt' | 'latencyMs'>, attempt: number, policy: RetryPolicy, random?: () => number): Decision {
+export function decide(result: Pick<AttemptResult, 'verdict' | 'refusal' | 'statusCode' | 'error' | 'request' | 'startedAt' | 'latencyMs'>, attempt: number, policy: RetryPolicy, random?: () => number): Decision {
   if (result.verdict === 'delivered') return { outcome: 'completed' };
   const what = `POST ${result.request.uri}: ${result.error ?? `answered ${result.statusCode}`}`;
   if (result.verdict === 'permanent') {
-    return { outcome: 'dead-letter', reason: result.statusCode ? 'SubscriberRejected' : 'TargetRefused', description: `${what} (attempt ${attempt}; not retried: only timeouts, network errors, 408, 429 and 5xx are)` };
+    return { outcome: 'dead-letter', reason: result.statusCode ? 'SubscriberRejected' : (result.refusal ?? 'TargetRefused'), description: `${what} (attempt ${attempt}; not retried: only timeouts, network errors, 408, 429 and 5xx are)` };
   }
   if (attempt >= policy.maxAttempts) {
     return { outcome: 'dead-letter', reason: 'MaxAttemptsExceeded', description: `${what} (attempt ${attempt} of ${policy.maxAttempts}, GEOREG_WEBHOOK_MAX_ATTEMPTS)` };

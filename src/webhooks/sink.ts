@@ -1,11 +1,10 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP, type LookupFunction } from 'node:net';
+import { assertHostAllowed, safeLookup, UnsafeTargetError } from '../common/address-safety';
 import type { WebhookDeliveryMessage } from '../bus/messages';
 import type { WebhookDefinition } from './definition';
-import { signatureHeaders } from './signature';
-import { assertAddressAllowed, redactUri, UnsafeTargetError } from './url-safety';
+import { SIGNATURE_HEADER, SIGNATURE_SCHEME, signatureHeaders } from './signature';
+import { redactUri, webhookTargets } from './url-safety';
 
 /**
  * The HTTP sink: one signed POST of one event to one webhook, with a timeout, and a verdict on the
@@ -23,14 +22,16 @@ export interface SentRequest {
   method: 'POST';
   /** Redacted for logs. */
   uri: string;
-  /** As sent, with custom header values and the signature masked. */
+  /** As sent, with custom header values and the signature masked (the timestamp is kept). */
   headers: Record<string, string>;
   body: string;
 }
 
 export interface AttemptResult {
-  /** delivered: 2xx. retryable: timeout, network error, 408, 429, 5xx. permanent: any other answer, or a refused target. */
+  /** delivered: 2xx. retryable: timeout, network error, 408, 429, 5xx. permanent: any other answer, a refused target, a request Node will not send. */
   verdict: 'delivered' | 'retryable' | 'permanent';
+  /** Why a permanent failure without an answer is permanent: the dead-letter reason. */
+  refusal?: 'TargetRefused' | 'InvalidRequest';
   startedAt: Date;
   latencyMs: number;
   statusCode?: number;
@@ -66,7 +67,8 @@ export function httpSink(options: HttpSinkOptions): Sink {
       const error = verdict === 'delivered' ? undefined : s >= 300 && s < 400 ? `answered ${s} ${answer.statusMessage}: redirects are not followed; point the webhook at the final URI` : `answered ${s} ${answer.statusMessage}`;
       return done({ verdict, statusCode: s, response: answer.response, error });
     } catch (e) {
-      if (e instanceof UnsafeTargetError) return done({ verdict: 'permanent', error: `refused target: ${e.message}` });
+      if (e instanceof UnsafeTargetError) return done({ verdict: 'permanent', refusal: 'TargetRefused', error: `refused target: ${e.message}` });
+      if (e instanceof InvalidRequestError) return done({ verdict: 'permanent', refusal: 'InvalidRequest', error: e.message });
       if (e instanceof TimeoutError) return done({ verdict: 'retryable', error: e.message });
       const err = e as NodeJS.ErrnoException;
       return done({ verdict: 'retryable', error: `${err.code ? `${err.code}: ` : ''}${err.message}` });
@@ -92,9 +94,13 @@ function requestHeaders(message: WebhookDeliveryMessage, webhook: WebhookDefinit
   };
 }
 
+/** The log keeps the timestamp but not the signature: a signature and its body would be a replayable request. */
 function maskHeaders(headers: Record<string, string>, webhook: WebhookDefinition): Record<string, string> {
   const custom = new Set(Object.keys(webhook.customHeaders).map((k) => k.toLowerCase()));
-  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, custom.has(k.toLowerCase()) ? '***' : v]));
+  const signature = SIGNATURE_HEADER.toLowerCase();
+  return Object.fromEntries(
+    Object.entries(headers).map(([k, v]) => [k, k.toLowerCase() === signature ? `${SIGNATURE_SCHEME}=***` : custom.has(k.toLowerCase()) ? '***' : v]),
+  );
 }
 
 class TimeoutError extends Error {
@@ -104,32 +110,30 @@ class TimeoutError extends Error {
   }
 }
 
-/** Every address a name resolves to is checked in the socket's own lookup: nothing can change between check and connect. */
-function safeLookup(allowPrivate: boolean): LookupFunction {
-  return ((hostname: string, opts: { all?: boolean; family?: number }, callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
-    dnsLookup(hostname, { ...opts, all: true }, (err, addresses) => {
-      if (err) return callback(err, '');
-      try {
-        if (!addresses.length) throw new UnsafeTargetError(`${hostname} resolves to no address`);
-        for (const a of addresses) assertAddressAllowed(a.address, allowPrivate, hostname);
-      } catch (e) {
-        return callback(e as Error, '');
-      }
-      if (opts.all) callback(null, addresses);
-      else callback(null, addresses[0].address, addresses[0].family);
-    });
-  }) as unknown as LookupFunction;
+/** Node refused to build the request (a header it will not send): no later attempt can do better. */
+class InvalidRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidRequestError';
+  }
 }
 
 function post(uri: string, headers: Record<string, string>, body: string, options: HttpSinkOptions): Promise<{ statusCode: number; statusMessage: string; response: string }> {
   const url = new URL(uri);
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host)) assertAddressAllowed(host, options.allowPrivateTargets, url.hostname);
+  const targets = webhookTargets(options.allowPrivateTargets);
+  assertHostAllowed(url.hostname, targets);
   const payload = Buffer.from(body);
   const keep = options.responseBytes ?? 1024;
   return new Promise((resolve, reject) => {
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = request(url, { method: 'POST', headers: { ...headers, 'Content-Length': String(payload.length) }, lookup: safeLookup(options.allowPrivateTargets), agent: false });
+    let req: ClientRequest;
+    try {
+      req = request(url, { method: 'POST', headers: { ...headers, 'Content-Length': String(payload.length) }, lookup: safeLookup(targets), agent: false });
+    } catch (e) {
+      // ERR_INVALID_CHAR, ERR_INVALID_HTTP_TOKEN, ...: a header stored before definitions were checked as strictly as now.
+      const err = e as NodeJS.ErrnoException;
+      return reject(new InvalidRequestError(`the request cannot be sent (${err.code ?? 'error'}: ${err.message}): fix the webhook's custom headers with \`georeg webhook update\``));
+    }
     const timer = setTimeout(() => {
       reject(new TimeoutError(options.timeoutMs));
       req.destroy();

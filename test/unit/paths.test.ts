@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { digestOf } from '../../src/oci/digest';
-import { RegistryLayout, isRepositoryName, statePaths } from '../../src/storage/paths';
+import { RegistryLayout, isRepositoryName, registryRootOfDirectory, statePaths } from '../../src/storage/paths';
 
 const digest = digestOf('hello');
 const hex = digest.slice('sha256:'.length);
@@ -41,5 +41,20 @@ describe('RegistryLayout (Distribution v2 storage layout)', () => {
   it('names state blobs and refuses path tricks in them', () => {
     expect(statePaths.regionStatus('p1', 'eastus')).toBe('pushes/p1/regions/eastus.json');
     expect(() => statePaths.push('../x')).toThrow(/invalid state path segment/);
+  });
+
+  it('reads the repository back from any path under repositories/, and recognises a registry root by its directory', () => {
+    const l = new RegistryLayout('/docker/registry/v2');
+    expect(l.parseRepositoryOf(l.layerLink('team/web', digest))).toBe('team/web');
+    expect(l.parseRepositoryOf(l.tagCurrentLink('a/b/c', 'v1'))).toBe('a/b/c');
+    expect(l.parseRepositoryOf(l.blobData(digest))).toBeUndefined();
+    expect(new RegistryLayout().parseRepositoryOf(l.layerLink('team/web', digest))).toBeUndefined();
+    expect(['docker/registry/v2/', '/docker/registry/v2/', 'tenant/docker/registry/v2/', 'docker/registry/', 'notdocker/registry/v2/'].map(registryRootOfDirectory)).toEqual([
+      'docker/registry/v2',
+      '/docker/registry/v2',
+      'tenant/docker/registry/v2',
+      undefined,
+      undefined,
+    ]);
   });
 });

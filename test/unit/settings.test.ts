@@ -46,6 +46,8 @@ describe('loadSettings', () => {
     expect(problems({ ...good, GEOREG_HOME_REGION: 'northeurope' })).toMatch(/GEOREG_HOME_REGION: "northeurope" is not one of GEOREG_REGIONS \(westus, eastus\)/);
     const dup = JSON.stringify([{ name: 'westus', connectionString: 'a' }, { name: 'westus', connectionString: 'b' }]);
     expect(problems({ ...good, GEOREG_REGIONS: dup })).toMatch(/"westus" is listed twice/);
+    const shared = JSON.stringify([{ name: 'westus', connectionString: 'UseDevelopmentStorage=true' }, { name: 'eastus', accountUrl: 'http://127.0.0.1:10000/DevStoreAccount1/' }]);
+    expect(problems({ ...good, GEOREG_REGIONS: shared })).toMatch(/GEOREG_REGIONS: westus and eastus use the same storage \(127\.0\.0\.1:10000\/devstoreaccount1\/registry\/docker\/registry\/v2\)/);
     const { ServiceBusConnection: _, ...noBus } = good;
     expect(problems(noBus)).toMatch(/ServiceBusConnection: missing/);
   });

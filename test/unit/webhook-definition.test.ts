@@ -36,6 +36,21 @@ describe('webhook definitions', () => {
     expect(CreateWebhookInput.safeParse({ ...input(), unknownField: 1 }).success).toBe(false);
   });
 
+  it('checks custom headers as Node sends them: no control characters or text outside Latin-1, values up to 4 KiB, at most 32 headers', () => {
+    const refused = (customHeaders: Record<string, string>) => {
+      const r = CreateWebhookInput.safeParse({ ...input(), customHeaders });
+      return r.success ? undefined : r.error.issues.map((i) => i.message).join('; ');
+    };
+    expect(refused({ 'X-Token': 'a\x01b' })).toMatch(/X-Token.*character HTTP does not allow/);
+    expect(refused({ 'X-Token': 'caf\u00e9 \u2603' })).toMatch(/character HTTP does not allow/);
+    expect(refused({ 'X-Token': 'x'.repeat(4097) })).toMatch(/4097 bytes: at most 4096/);
+    expect(refused({ 'X\u0001Bad': 'x' })).toMatch(/"X\\u0001Bad" is not a valid HTTP header name/);
+    expect(refused(Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`X-H${i}`, 'v'])))).toMatch(/33 custom headers: at most 32/);
+    // What Node sends is accepted: tabs, Latin-1 text, a value of exactly 4 KiB, 32 headers.
+    expect(refused({ 'X-Token': 'a\tcaf\u00e9', 'X-Big': 'x'.repeat(4096) })).toBeUndefined();
+    expect(refused(Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`X-H${i}`, 'v'])))).toBeUndefined();
+  });
+
   it('updates only what is given, and rotates the secret on request', () => {
     const { definition } = newWebhook(input({ secret: 'original-secret-123456' }), ctx);
     const later = { ...ctx, now: new Date('2025-02-01T00:00:00Z') };

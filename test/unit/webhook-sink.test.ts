@@ -45,8 +45,11 @@ describe('the webhook HTTP sink', () => {
     expect(JSON.parse(last.body)).toEqual(message.event);
     expect(last.headers).toMatchObject({ 'content-type': 'application/json', 'x-token': 'tok-123', 'x-georeg-attempt': '2', 'x-georeg-event-id': 'e1', 'x-georeg-webhook': 'sinktest', 'x-georeg-region': 'eastus' });
     expect(verifySignature({ secret: 'sink-test-secret-123456', body: last.body, timestamp: last.headers['x-georeg-timestamp'] as string, signature: last.headers['x-georeg-signature'] as string }).ok).toBe(true);
-    // What the log keeps: custom header values masked.
+    // What the log keeps: custom header values and the signature masked, the timestamp as sent.
     expect(r.request.headers['X-Token']).toBe('***');
+    expect(r.request.headers['X-Georeg-Signature']).toBe('v1=***');
+    expect(r.request.headers['X-Georeg-Timestamp']).toBe(last.headers['x-georeg-timestamp']);
+    expect(JSON.stringify(r.request)).not.toContain((last.headers['x-georeg-signature'] as string).slice(3));
   });
 
   it('classifies answers: 5xx, 429, 408 retry; other 4xx and 3xx stop; only the first bytes are kept', async () => {
@@ -59,6 +62,13 @@ describe('the webhook HTTP sink', () => {
       expect(r.response).toBe('x'.repeat(16));
     }
     expect(verdicts).toEqual([[500, 'retryable'], [503, 'retryable'], [429, 'retryable'], [408, 'retryable'], [400, 'permanent'], [404, 'permanent'], [301, 'permanent']]);
+  });
+
+  it('a header Node will not send (stored before headers were checked) is a permanent failure, and nothing is sent', async () => {
+    const before = seen.length;
+    const r = await httpSink({ timeoutMs: 2000, allowPrivateTargets: true })({ message, webhook: { ...webhook(`http://127.0.0.1:${port}/x`), customHeaders: { 'X-Token': 'a\x01b' } } });
+    expect(r).toMatchObject({ verdict: 'permanent', refusal: 'InvalidRequest', error: expect.stringMatching(/ERR_INVALID_CHAR.*X-Token.*georeg webhook update/) });
+    expect(seen.length).toBe(before);
   });
 
   it('a timeout or a refused connection is retryable', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkServiceUri, classifyAddress, redactUri, UnsafeTargetError } from '../../src/webhooks/url-safety';
+import { classifyAddress } from '../../src/common/address-safety';
+import { checkServiceUri, redactUri, UnsafeTargetError } from '../../src/webhooks/url-safety';
 
 describe('webhook target safety', () => {
   const classes: Array<[string, string]> = [

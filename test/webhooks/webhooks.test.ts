@@ -10,6 +10,7 @@ import type { JobOutcome } from '../../src/replication/replicate';
 import type { RegionStatus } from '../../src/replication/status';
 import type { DeliveryOutcome } from '../../src/webhooks/deliver';
 import { verifySignature } from '../../src/webhooks/signature';
+import { WebhookStore } from '../../src/webhooks/store';
 import { DeadLetterLog } from '../support/dead-letters';
 import { notify as notifyStack, pushImage, settled as settledIn, type AcceptedPush } from '../support/pipeline';
 import { startSubscriber, type Received, type Subscriber } from './subscriber';
@@ -209,6 +210,10 @@ describe('regional webhooks', () => {
     expect(verifySignature({ ...input, body: got.body.replace('"push"', '"delete"') })).toMatchObject({ ok: false });
     expect(verifySignature({ ...input, secret: 'another-secret-another-secret' })).toMatchObject({ ok: false });
     expect(verifySignature({ ...input, now: new Date(Date.now() + 3600_000) })).toMatchObject({ ok: false, reason: expect.stringContaining('stale') });
+    // The delivery log keeps the timestamp but not the signature (with the body it would be a replayable request).
+    await expect.poll(async () => (await api('GET', '/signed1/events')).body.events.length).toBe(1);
+    const [logged] = (await api('GET', '/signed1/events')).body.events;
+    expect(logged.request.headers).toMatchObject({ 'X-Georeg-Signature': 'v1=***', 'X-Georeg-Timestamp': input.timestamp });
   });
 
   it('retries a 500 and succeeds on the next attempt; list-events shows both attempts, newest first', async () => {
@@ -258,6 +263,28 @@ describe('regional webhooks', () => {
     expect(dead.deadLetterReason).toBe('SubscriberRejected');
     expect(dead.deadLetterErrorDescription).toContain('410');
     expect(s.received).toHaveLength(1);
+  });
+
+  it('refuses a custom header value with a control character (400) and creates nothing', async () => {
+    const s = await subscriber();
+    const res = await api('POST', '', { name: 'ctrlhead', region: 'eastus', serviceUri: s.url, actions: ['push'], customHeaders: { 'X-Token': 'abc\x01def' } });
+    expect(res.status, res.text).toBe(400);
+    expect(res.body.error).toMatch(/X-Token.*character HTTP does not allow/);
+    expect((await api('GET', '/ctrlhead')).status).toBe(404);
+  });
+
+  it('a stored header Node refuses at send time dead-letters after one attempt, with its reason', async () => {
+    const s = await subscriber();
+    await createWebhook({ name: 'oldheader', region: 'eastus', serviceUri: s.url, scope: 'oldhead/web:*', customHeaders: { 'X-Token': 'fine' } });
+    // A definition written before header values were checked as Node checks them.
+    await new WebhookStore(stack.runtime.state).update('oldheader', (w) => ({ ...w, customHeaders: { 'X-Token': 'bad\x01value' } }));
+    await push(generated('oldhead/web', 'x', { generate: { layers: 1, layerSize: 100 }, seed: 'oldhead' }));
+    const dead = await deadLettered('oldheader');
+    expect(dead.deadLetterReason).toBe('InvalidRequest');
+    expect(dead.deadLetterErrorDescription).toMatch(/ERR_INVALID_CHAR.*X-Token/);
+    const events = (await api('GET', '/oldheader/events')).body.events;
+    expect(events.map((e: any) => [e.attempt, e.outcome])).toEqual([[1, 'failed']]);
+    expect(s.received).toHaveLength(0);
   });
 
   it('a subscriber slower than the timeout gets the event again', async () => {

@@ -28,6 +28,10 @@ export interface ServiceBusEmulatorOptions {
   /** The namespace's shared access key; a new random one when omitted. */
   key?: string;
   log?: Logger;
+  /** A connection that has not opened an AMQP connection (or sent an HTTP request) by then is closed; default 30 s. */
+  handshakeTimeoutMs?: number;
+  /** Connections one client address may hold at once; default 1000. */
+  maxConnectionsPerAddress?: number;
 }
 
 export interface ServiceBusEmulator {
@@ -46,7 +50,15 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
   const namespace = Namespace.fromTopology(parseTopology(options.topology));
   const amqp = new EmulatorServer(namespace, { host, keyName, key, log: options.log });
   const admin = createAdminServer({ namespace, sas: { keyName, key }, log: options.log });
-  const listener = await listenShared({ host, port: options.port ?? 0, amqp: (socket) => amqp.accept(socket), http: admin });
+  const listener = await listenShared({
+    host,
+    port: options.port ?? 0,
+    amqp: (socket, opts) => amqp.accept(socket, opts),
+    http: admin,
+    handshakeTimeoutMs: options.handshakeTimeoutMs,
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+    log: options.log,
+  });
   return {
     connectionString: `Endpoint=sb://${host}:${listener.port};SharedAccessKeyName=${keyName};SharedAccessKey=${key};UseDevelopmentEmulator=true;`,
     port: listener.port,

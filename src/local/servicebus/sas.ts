@@ -22,10 +22,14 @@ export function sasTokenProblem(token: string | undefined, sas: SasKey): string 
   const raw = rawFields(token.slice('SharedAccessSignature '.length));
   const { sr, sig, se, skn } = raw;
   if (!sr || !sig || !se || !skn) return 'InvalidSignature: The token is missing sr, sig, se or skn.';
-  if (decodeURIComponent(skn) !== sas.keyName) return `InvalidSignature: The key name '${decodeURIComponent(skn)}' is not known to this namespace.`;
+  const keyName = decoded(skn);
+  const signature = decoded(sig);
+  if (keyName === undefined || signature === undefined || decoded(sr) === undefined) return 'InvalidSignature: The token is not correctly percent-encoded (sr, sig and skn are URL-encoded).';
+  if (keyName !== sas.keyName) return `InvalidSignature: The key name '${keyName}' is not known to this namespace.`;
+  if (!/^\d+$/.test(se)) return `InvalidSignature: The token's expiry (se) is not a number of seconds.`;
   if (Number(se) * 1000 < Date.now()) return 'ExpiredToken: The token has expired.';
   const expected = Buffer.from(createHmac('sha256', sas.key).update(`${sr}\n${se}`).digest('base64'));
-  const given = Buffer.from(decodeURIComponent(sig));
+  const given = Buffer.from(signature);
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return 'InvalidSignature: The token has an invalid signature.';
   return undefined;
 }
@@ -33,7 +37,16 @@ export function sasTokenProblem(token: string | undefined, sas: SasKey): string 
 /** The token's audience (`sr`), decoded: a URL or `sb://host/path` the token is good for. */
 export function sasAudience(token: string): string | undefined {
   const sr = rawFields(token.replace(/^SharedAccessSignature /, '')).sr;
-  return sr === undefined ? undefined : decodeURIComponent(sr);
+  return sr === undefined ? undefined : decoded(sr);
+}
+
+/** A percent-encoded field, or undefined when its encoding is broken (`%zz`): a refusal, not a crash. */
+function decoded(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function rawFields(text: string): Record<string, string> {

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import * as rhea from 'rhea';
 import type { Logger } from '../../common/log';
+import type { AmqpSocketOptions } from './listener';
 import { sasTokenProblem } from './sas';
 import { LockLostError, Namespace, type AmqpMessage, type Consumer, type MessageStore, type SendableEntity, type StoredMessage } from './entities';
 
@@ -58,12 +59,16 @@ export class EmulatorServer {
   private readonly deliveries = new WeakMap<rhea.Delivery, DeliveryRef>();
   private readonly consumerOf = new WeakMap<rhea.Sender, { store: MessageStore; consumer: Consumer }>();
   private readonly open = new Set<rhea.Connection>();
+  private readonly pending = new WeakMap<rhea.Connection, AmqpSocketOptions>();
 
   constructor(readonly ns: Namespace, private readonly options: EmulatorServerOptions) {
     const sasl = (this.container as unknown as { sasl_server_mechanisms: { enable_anonymous(): void; enable_plain(cb: () => boolean): void } }).sasl_server_mechanisms;
     sasl.enable_anonymous();
     sasl.enable_plain(() => true);
     this.container.on('connection_open', (ctx) => {
+      const socket = this.pending.get(ctx.connection);
+      socket?.opened();
+      if (socket?.refuse) return ctx.connection.close({ condition: 'amqp:resource-limit-exceeded', description: socket.refuse });
       this.connections.set(ctx.connection, { authorized: false, replyLinks: new Map(), consumers: [] });
       this.open.add(ctx.connection);
     });
@@ -82,8 +87,10 @@ export class EmulatorServer {
   }
 
   /** Serves AMQP on a socket the shared listener has recognised by its protocol header. */
-  accept(socket: Socket): void {
-    (this.container.create_connection({} as rhea.ConnectionOptions) as unknown as { accept(s: Socket): void }).accept(socket);
+  accept(socket: Socket, options: AmqpSocketOptions): void {
+    const connection = this.container.create_connection({} as rhea.ConnectionOptions);
+    this.pending.set(connection, options);
+    (connection as unknown as { accept(s: Socket): void }).accept(socket);
   }
 
   async close(): Promise<void> {

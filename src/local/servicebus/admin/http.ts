@@ -62,14 +62,15 @@ export function createAdminServer(options: AdminServerOptions): Server {
 }
 
 async function handle(options: AdminServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://emulator');
-  const body = await readBody(req);
   try {
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    // Who asks comes first, then how much they send: nobody unauthenticated gets a body read.
     authorize(options.sas, req.headers.authorization, url.pathname);
+    const body = await readBody(req);
     const answer = await route(options.namespace, {
       method: req.method ?? 'GET',
       host: req.headers.host ?? 'localhost',
-      segments: url.pathname.split('/').slice(1).map(decodeURIComponent),
+      segments: url.pathname.split('/').slice(1).map(decodeSegment),
       query: url.searchParams,
       ifMatch: req.headers['if-match'] === '*',
       body,
@@ -79,7 +80,16 @@ async function handle(options: AdminServerOptions, req: IncomingMessage, res: Se
   } catch (e) {
     const status = e instanceof HttpError ? e.status : e instanceof EntityRequestError ? STATUS[e.reason] : e instanceof SqlFilterError ? 400 : undefined;
     if (status === undefined) throw e;
+    // A body left unread is discarded by Node once the answer is sent, so the connection stays usable.
     send(res, status, errorDocument(status, (e as Error).message), 'application/xml; charset=utf-8');
+  }
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `The path segment "${segment.slice(0, 100)}" is not correctly percent-encoded.`);
   }
 }
 
@@ -91,11 +101,13 @@ function send(res: ServerResponse, status: number, body: string, contentType: st
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY_BYTES) throw new HttpError(413, `The request body is ${declared} bytes, larger than the ${MAX_BODY_BYTES} bytes an entity description needs.`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, `The request body is larger than the ${MAX_BODY_BYTES} bytes an entity description needs.`);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
