@@ -311,7 +311,8 @@ async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: Repl
       homeHasIt = true;
       continue;
     }
-    if (outcome.removed) removed += 1 + (await target.deletePrefix(`${layout.tagDirectory(job.repository, tag)}/`));
+    // Only the history after the guarded removal: a re-push's job may already have set `current` again.
+    if (outcome.removed) removed += 1 + (await target.deletePrefix(layout.tagIndexPrefix(job.repository, tag)));
   }
   if (job.digest) {
     const links = (l: RegionStorage['layout']) => [l.manifestRevisionLink(job.repository, job.digest!), l.layerLink(job.repository, job.digest!)];

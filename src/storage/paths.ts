@@ -100,6 +100,11 @@ export class RegistryLayout {
     return `${this.tagDirectory(name, tag)}/current/link`;
   }
 
+  /** The tag's history (`index/`), without its `current` link. */
+  tagIndexPrefix(name: string, tag: string): string {
+    return `${this.tagDirectory(name, tag)}/index/`;
+  }
+
   tagIndexLink(name: string, tag: string, digest: string): string {
     const { algorithm, hex } = parseDigest(digest);
     return `${this.tagDirectory(name, tag)}/index/${algorithm}/${hex}/link`;
