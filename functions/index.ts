@@ -7,3 +7,4 @@ import './webhooks';
 import './deliver';
 import './deadletters';
 import './replications';
+import './ops';

@@ -13,6 +13,7 @@ import { BlobNotFoundError, type RegionStorage } from '../storage/region-storage
 import type { StateStore } from '../storage/state-store';
 import { missingBytes, planDescriptors, planRegion, type ImageReferences } from './plan';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from './status';
+import { inSpan } from '../telemetry/trace';
 
 /**
  * The push endpoint: a registry's notification in, one replication job per replica region out.
@@ -63,7 +64,7 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
   const prepared: Array<{ record: PushRecord; jobs: ReplicationJob[]; statuses: ReturnType<typeof newRegionStatus>[] }> = [];
   for (const event of events) {
     if (event.kind === 'manifest-push') {
-      const result = await preparePush(event, deps);
+      const result = await inSpan('georeg.plan', { 'georeg.repository': event.repository }, () => preparePush(event, deps));
       if ('status' in result) return result;
       prepared.push(result);
     } else if (event.kind === 'delete') {

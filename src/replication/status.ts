@@ -63,6 +63,7 @@ export class StatusStore {
     const created = await this.createIfAbsent(statePaths.push(push.pushId), push);
     // A replica's back-fill job is not the tag's latest push: `status repo:tag` keeps showing every region.
     if (push.tag && options.latestForTag !== false) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
+    if (options.latestForTag !== false) await this.state.put(statePaths.recentPush(new Date(push.createdAt), push.pushId), { pushId: push.pushId });
     return { push: created ?? push, duplicate: Boolean(created) };
   }
 
@@ -103,6 +104,18 @@ export class StatusStore {
     if (!push) return undefined;
     const regions = await Promise.all(push.value.regions.map((r) => this.region(pushId, r.region)));
     return { push: push.value, regions: regions.filter((r): r is RegionStatus => r !== undefined) };
+  }
+
+  /** Push ids newest first, back to `since` (at most `max`): the dashboard's recent pushes. */
+  async recentPushIds(since: Date, max: number): Promise<Array<{ pushId: string; at: Date }>> {
+    const out: Array<{ pushId: string; at: Date }> = [];
+    for (const name of await this.state.list(statePaths.recentPushesPrefix(), max)) {
+      const entry = statePaths.recentPushOf(name);
+      if (!entry) continue;
+      if (entry.at < since) break;
+      out.push(entry);
+    }
+    return out;
   }
 
   async latestPushId(repository: string, tag: string): Promise<string | undefined> {

@@ -173,10 +173,26 @@ export const statePaths = {
   webhookDelivery: (name: string, deliveryId: string) => `webhook-deliveries/${safe(name)}/${safe(deliveryId)}.json`,
   webhookAttemptsPrefix: (name: string) => `webhook-events/${safe(name)}/`,
   /** Names sort newest first: the key starts with the time counted down from the year 2286. */
-  webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${String(9_999_999_999_999 - at.getTime()).padStart(13, '0')}-${safe(key)}.json`,
+  webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${countdown(at)}-${safe(key)}.json`,
   /** A handler's dead-letter verdict on a message, kept until its dead letter is handled (message ids may hold any character: hashed). */
   deadLetterVerdict: (lane: string, messageId: string) => `dead-letter-verdicts/${safe(lane)}/${createHash('sha256').update(messageId).digest('hex').slice(0, 40)}.json`,
+  /** Dead letters kept for `georeg dlq` (the dead-letter triggers drain the queues): per region, and `webhooks`. */
+  keptDeadLettersPrefix: (source: string) => `dead-letters/${safe(source)}/`,
+  keptDeadLetter: (source: string, id: string) => `dead-letters/${safe(source)}/${createHash('sha256').update(id).digest('hex').slice(0, 40)}.json`,
+  recentPushesPrefix: () => 'recent-pushes/',
+  /** An index of pushes (not back-fill jobs), newest first like webhookAttempt: what the dashboard lists. */
+  recentPush: (at: Date, pushId: string) => `recent-pushes/${countdown(at)}-${safe(pushId)}.json`,
+  /** A recentPush name read back: when and which push; undefined for a name of another shape. */
+  recentPushOf: (name: string): { at: Date; pushId: string } | undefined => {
+    const m = /^recent-pushes\/(\d{13})-(.+)\.json$/.exec(name);
+    return m ? { at: new Date(9_999_999_999_999 - Number(m[1])), pushId: m[2] } : undefined;
+  },
 };
+
+/** Milliseconds counted down from the year 2286, so names sort newest first. */
+function countdown(at: Date): string {
+  return String(9_999_999_999_999 - at.getTime()).padStart(13, '0');
+}
 
 function safe(segment: string): string {
   if (!/^[A-Za-z0-9._:-]+$/.test(segment)) throw new Error(`invalid state path segment "${segment}"`);
