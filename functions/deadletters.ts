@@ -1,4 +1,5 @@
 import { app } from '@azure/functions';
+import { keepDeadLetter } from '../src/ops/dlq';
 import { handleReplicationDeadLetter } from '../src/replication/dead-letters';
 import { handleDeliveryDeadLetter } from '../src/webhooks/dead-letters';
 import { deadLetterOf, settledHandler } from './servicebus';
@@ -11,11 +12,22 @@ app.serviceBusTopic('replicateDeadLetters', {
   connection: 'ServiceBusConnection',
   topicName: '%GEOREG_REPLICATION_TOPIC%',
   subscriptionName: '%REGION_NAME%/$DeadLetterQueue',
-  handler: settledHandler('replication-dead-letters', (message, rt, context) => handleReplicationDeadLetter(message, deadLetterOf(context), { state: rt.state, registry: rt.registry, log: context })),
+  handler: settledHandler('replication-dead-letters', async (message, rt, context) => {
+    const letter = deadLetterOf(context);
+    const recorded = await handleReplicationDeadLetter(message, letter, { state: rt.state, registry: rt.registry, log: context });
+    // Kept after the failure is recorded, for `georeg dlq redrive` (the queue itself is drained here).
+    await keepDeadLetter(rt.state, 'replication', message, letter, recorded);
+    return recorded;
+  }),
 });
 
 app.serviceBusQueue('deliverDeadLetters', {
   connection: 'ServiceBusConnection',
   queueName: '%GEOREG_WEBHOOK_QUEUE%/$DeadLetterQueue',
-  handler: settledHandler('webhook-dead-letters', (message, rt, context) => handleDeliveryDeadLetter(message, deadLetterOf(context), { state: rt.state, log: context })),
+  handler: settledHandler('webhook-dead-letters', async (message, rt, context) => {
+    const letter = deadLetterOf(context);
+    const recorded = await handleDeliveryDeadLetter(message, letter, { state: rt.state, log: context });
+    await keepDeadLetter(rt.state, 'webhooks', message, letter, recorded);
+    return recorded;
+  }),
 });

@@ -2,6 +2,7 @@ import { app } from '@azure/functions';
 import { WEBHOOK_LANE } from '../src/bus/settlement';
 import { webhookDeliverDeps } from '../src/runtime';
 import { handleWebhookDelivery } from '../src/webhooks/deliver';
+import { tracedDelivery } from '../src/telemetry/handlers';
 import { settledHandler } from './servicebus';
 
 // One attempt per message; the handler schedules the next attempt itself, so a 'rescheduled'
@@ -9,5 +10,7 @@ import { settledHandler } from './servicebus';
 app.serviceBusQueue('deliver', {
   connection: 'ServiceBusConnection',
   queueName: '%GEOREG_WEBHOOK_QUEUE%',
-  handler: settledHandler(WEBHOOK_LANE, (message, rt, context) => handleWebhookDelivery(message, webhookDeliverDeps(rt, context))),
+  handler: settledHandler(WEBHOOK_LANE, (message, rt, context) =>
+    tracedDelivery(rt.settings.serviceBus.webhookQueue, context.triggerMetadata ?? {}, () => handleWebhookDelivery(message, webhookDeliverDeps(rt, context))),
+  ),
 });

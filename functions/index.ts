@@ -8,3 +8,4 @@ import './deliver';
 import './deadletters';
 import './replications';
 import './reconcile';
+import './ops';

@@ -2,6 +2,7 @@ import { app } from '@azure/functions';
 import { REPLICATION_LANE } from '../src/bus/settlement';
 import { handleReplicationJob } from '../src/replication/replicate';
 import { replicateDeps } from '../src/runtime';
+import { tracedJob } from '../src/telemetry/handlers';
 import { settledHandler } from './servicebus';
 
 // One Function App per region, each with REGION_NAME set: the binding expression picks that
@@ -11,5 +12,7 @@ app.serviceBusTopic('replicate', {
   connection: 'ServiceBusConnection',
   topicName: '%GEOREG_REPLICATION_TOPIC%',
   subscriptionName: '%REGION_NAME%',
-  handler: settledHandler(REPLICATION_LANE, (message, rt, context) => handleReplicationJob(message, replicateDeps(rt, context))),
+  handler: settledHandler(REPLICATION_LANE, (message, rt, context) =>
+    tracedJob(rt.settings.serviceBus.replicationTopic, context.triggerMetadata ?? {}, () => handleReplicationJob(message, replicateDeps(rt, context))),
+  ),
 });

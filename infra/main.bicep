@@ -1,6 +1,7 @@
 // georeg in Azure: one Service Bus namespace (the replication topic with a subscription per replica
 // region, the webhook delivery queue), and per region a storage account (the registry's storage)
-// and a Function App running the same package with REGION_NAME set.
+// and a Function App running the same package with REGION_NAME set; Application Insights for every
+// app (traces and georeg's metrics through OpenTelemetry) and a workbook over Service Bus and georeg.
 //
 //   az deployment group create -g <rg> -f infra/main.bicep \
 //     -p homeRegion=westus replicaRegions='["eastus","westeurope"]' pushSecret=<secret>
@@ -80,6 +81,27 @@ resource webhookQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview
   }
 }
 
+// Where every Function App sends its traces and georeg's metrics (APPLICATIONINSIGHTS_CONNECTION_STRING
+// turns on @azure/monitor-opentelemetry in georeg), and the Functions host its own logs.
+resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
+  name: '${prefix}-logs-${suffix}'
+  location: homeRegion
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${prefix}-ai-${suffix}'
+  location: homeRegion
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+  }
+}
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = [for region in regions: {
   name: take('${prefix}${region}${suffix}', 24)
   location: region
@@ -124,6 +146,8 @@ resource apps 'Microsoft.Web/sites@2023-01-01' = [for (region, i) in regions: {
         { name: 'GEOREG_WEBHOOK_QUEUE', value: webhookQueue.name }
         { name: 'GEOREG_PUSH_SECRET', value: pushSecret }
         { name: 'GEOREG_RECONCILE_SCHEDULE', value: reconcileSchedule }
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
+        { name: 'OTEL_SERVICE_NAME', value: 'georeg-${region}' }
         // The home app only plans; replicas run the replicate trigger for their own subscription.
         { name: 'AzureWebJobs.replicate.Disabled', value: region == homeRegion ? 'true' : 'false' }
       ], empty(adminSecret) ? [] : [
@@ -144,6 +168,78 @@ resource busRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (r
   }
 }]
 
+// The operations workbook: Service Bus counts per entity (active, scheduled, dead-lettered; Azure
+// Monitor has no per-subscription split, georeg's dashboard has it) and georeg's own metrics as the
+// Azure Monitor exporter stores them (customMetrics: sum, count, max per interval).
+func sbMetric(name string) object => {
+  namespace: 'microsoft.servicebus/namespaces'
+  metric: 'microsoft.servicebus/namespaces--${name}'
+  aggregation: 4
+  splitBy: 'EntityName'
+}
+
+func georegQuery(title string, query string, visualization string) object => {
+  type: 3
+  name: title
+  content: {
+    version: 'KqlItem/1.0'
+    title: title
+    query: query
+    size: 0
+    queryType: 0
+    resourceType: 'microsoft.insights/components'
+    visualization: visualization
+    timeContext: { durationMs: 3600000 }
+  }
+}
+
+var workbookContent = {
+  version: 'Notebook/1.0'
+  items: [
+    {
+      type: 1
+      name: 'intro'
+      content: { json: '## georeg operations\nService Bus entities of the replication pipeline, and georeg\'s own metrics. The live per-region view is the dashboard: `https://<home app>/api/dashboard?key=<function key>`.' }
+    }
+    {
+      type: 10
+      name: 'servicebus'
+      content: {
+        chartId: 'georeg-servicebus'
+        version: 'MetricsItem/2.0'
+        title: 'Service Bus: active, scheduled and dead-lettered messages per entity'
+        size: 0
+        chartType: 2
+        resourceType: 'microsoft.servicebus/namespaces'
+        metricScope: 0
+        resourceIds: [ bus.id ]
+        timeContext: { durationMs: 3600000 }
+        metrics: [ sbMetric('ActiveMessages'), sbMetric('ScheduledMessages'), sbMetric('DeadletteredMessages') ]
+      }
+    }
+    georegQuery('Push→ready per region (average and slowest, ms)', 'customMetrics | where name == "georeg.push_to_ready" | extend region = tostring(customDimensions.region) | summarize avg_ms = sum(valueSum) / sum(valueCount), max_ms = max(valueMax) by region, bin(timestamp, 5m)', 'timechart')
+    georegQuery('Replication jobs by region and outcome', 'customMetrics | where name == "georeg.jobs" | extend region = tostring(customDimensions.region), outcome = tostring(customDimensions.outcome) | summarize jobs = sum(valueSum) by series = strcat(region, " ", outcome), bin(timestamp, 5m)', 'barchart')
+    georegQuery('Bytes copied per region and method', 'customMetrics | where name == "georeg.bytes" and tostring(customDimensions.result) == "copied" | summarize bytes = sum(valueSum) by series = strcat(tostring(customDimensions.region), " ", tostring(customDimensions.method)), bin(timestamp, 5m)', 'timechart')
+    georegQuery('Replica lag (seconds, oldest queued job)', 'customMetrics | where name == "georeg.replica.lag" | summarize lag_s = max(valueMax) by region = tostring(customDimensions.region), bin(timestamp, 5m)', 'timechart')
+    georegQuery('Webhook deliveries by outcome', 'customMetrics | where name == "georeg.webhook.deliveries" | summarize deliveries = sum(valueSum) by series = strcat(tostring(customDimensions.webhook), " ", tostring(customDimensions.outcome)), bin(timestamp, 5m)', 'barchart')
+    georegQuery('Failed and dead-lettered jobs (traces)', 'dependencies | union requests | where customDimensions["georeg.outcome"] in ("dead-letter", "abandoned") | project timestamp, name, outcome = tostring(customDimensions["georeg.outcome"]), reason = tostring(customDimensions["georeg.dead_letter.reason"]), operation_Id | order by timestamp desc | take 50', 'table')
+  ]
+}
+
+resource workbook 'Microsoft.Insights/workbooks@2022-04-01' = {
+  name: guid(resourceGroup().id, prefix, 'georeg-operations')
+  location: homeRegion
+  kind: 'shared'
+  properties: {
+    displayName: 'georeg operations'
+    category: 'workbook'
+    sourceId: appInsights.id
+    serializedData: string(workbookContent)
+  }
+}
+
+output dashboard string = 'https://${apps[0].properties.defaultHostName}/api/dashboard?key=<function key: az functionapp keys list -g ${resourceGroup().name} -n ${apps[0].name}>'
+output applicationInsights string = appInsights.name
 output pushEndpoint string = 'https://${apps[0].properties.defaultHostName}/api/push'
 output serviceBusNamespace string = bus.name
 output storageAccounts array = [for (region, i) in regions: { region: region, account: storage[i].name }]

@@ -16,6 +16,11 @@ import { StateStore } from './storage/state-store';
 import type { WebhookAdminDeps } from './webhooks/admin-api';
 import type { DeliverDeps } from './webhooks/deliver';
 import { enqueueWebhookDeliveries } from './webhooks/enqueue';
+import { startTelemetry } from './telemetry/setup';
+import { inSpan, tracedSender } from './telemetry/trace';
+import { recordMetric } from './telemetry/metrics';
+import type { DlqApiDeps } from './ops/dlq-api';
+import type { OverviewDeps } from './ops/overview';
 
 /**
  * The composition root: settings in, the clients every handler needs out. Built once per process
@@ -38,6 +43,7 @@ export interface Runtime {
 }
 
 export async function createRuntime(settings: Settings = loadSettings()): Promise<Runtime> {
+  startTelemetry();
   const state = StateStore.forAccount({ connectionString: settings.homeRegion.connectionString, accountUrl: settings.homeRegion.accountUrl, container: settings.stateContainer });
   await state.ensureContainer();
   const registry = new ReplicaRegistry(settings, state);
@@ -49,8 +55,9 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
   const bus = settings.serviceBus.connectionString
     ? new ServiceBusClient(settings.serviceBus.connectionString)
     : new ServiceBusClient(settings.serviceBus.fullyQualifiedNamespace!, new DefaultAzureCredential());
-  const replicationSender = bus.createSender(settings.serviceBus.replicationTopic);
-  const webhookSender = bus.createSender(settings.serviceBus.webhookQueue);
+  // Every message georeg sends carries the trace it was sent in.
+  const replicationSender = tracedSender(bus.createSender(settings.serviceBus.replicationTopic));
+  const webhookSender = tracedSender(bus.createSender(settings.serviceBus.webhookQueue));
   let admin: ServiceBusAdministrationClient | undefined;
   return {
     settings,
@@ -135,10 +142,15 @@ export function replicateDeps(rt: Runtime, log: Logger): ReplicateDeps {
     regionStorage: (region) => rt.registry.storageFor(region),
     state: rt.state,
     log,
-    afterCommit: async (job, status, alreadyComplete) => {
-      await recordReplicaProgress(job, status, alreadyComplete, { registry: rt.registry, state: rt.state, log });
-      await enqueueWebhookDeliveries(job, status, { state: rt.state, webhookSender: rt.webhookSender, log });
-    },
+    afterCommit: (job, status, alreadyComplete) =>
+      inSpan('georeg.status', { 'georeg.region': job.region, 'georeg.push_id': job.pushId, 'georeg.already_complete': alreadyComplete }, async () => {
+        if (!alreadyComplete && status.state === 'complete') {
+          if (status.durationMs !== undefined) recordMetric.pushReady(job.region, status.durationMs);
+          recordMetric.blobsSkipped(job.region, status.blobs.skipped, status.bytes.skipped);
+        }
+        await recordReplicaProgress(job, status, alreadyComplete, { registry: rt.registry, state: rt.state, log });
+        await enqueueWebhookDeliveries(job, status, { state: rt.state, webhookSender: rt.webhookSender, log });
+      }),
     afterFailure: (job, reason, description) => recordReplicaFailure(job, reason, description, { registry: rt.registry, state: rt.state, log }),
     reschedule: async (job, at) => {
       await rt.replicationSender.scheduleMessages(replicationJobMessage(job), at);
@@ -170,4 +182,19 @@ export function replicaAdminDeps(rt: Runtime, log: Logger, onRegionsChanged: () 
     log,
     onRegionsChanged,
   };
+}
+
+export function dlqDeps(rt: Runtime, log: Logger): DlqApiDeps {
+  return {
+    settings: rt.settings,
+    replicationSender: rt.replicationSender,
+    webhookSender: rt.webhookSender,
+    state: rt.state,
+    registry: rt.registry,
+    log,
+  };
+}
+
+export function overviewDeps(rt: Runtime, log: Logger): OverviewDeps {
+  return { ...replicaAdminDeps(rt, log), ...dlqDeps(rt, log) };
 }

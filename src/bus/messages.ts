@@ -49,6 +49,8 @@ const JobBase = z.object({
   retry: z.number().int().positive().optional(),
   /** Set on the jobs of a replica's back-fill or resync: which run, and the job's place in it. */
   sync: z.object({ operationId: z.string().min(1), seq: z.number().int().nonnegative() }).optional(),
+  /** Times the job was re-driven from the dead-letter queue (`georeg dlq redrive`); part of its message id. */
+  redrive: z.number().int().positive().optional(),
 });
 
 export const PushJob = JobBase.extend({
@@ -85,9 +87,9 @@ export function replicationJobMessage(job: ReplicationJob): ServiceBusMessage {
   return {
     body: job,
     contentType: 'application/json',
-    // A retry is a new message (duplicate detection would drop the job id again), and the same
-    // retry sent twice is dropped.
-    messageId: job.retry ? `${job.jobId}~retry${job.retry}` : job.jobId,
+    // A retry or a redrive is a new message (duplicate detection would drop the job id again), and
+    // the same retry or redrive sent twice is dropped.
+    messageId: jobMessageId(job),
     correlationId: job.pushId,
     subject: `${job.action}:${job.repository}:${target}`,
     applicationProperties: { region: job.region, action: job.action, repository: job.repository, version: job.version },
@@ -106,6 +108,12 @@ export async function sendInBatches(sender: ServiceBusSender, messages: ServiceB
     if (!batch.tryAddMessage(m)) throw new Error(`message ${String(m.messageId)} does not fit in one Service Bus message`);
   }
   if (batch.count) await sender.sendMessages(batch);
+}
+
+/** `<jobId>[:redrive:<n>][~retry<m>]`: the id lineage of a job's messages. */
+export function jobMessageId(job: Pick<ReplicationJob, 'jobId' | 'retry' | 'redrive'>): string {
+  const base = job.redrive ? `${job.jobId}:redrive:${job.redrive}` : job.jobId;
+  return job.retry ? `${base}~retry${job.retry}` : base;
 }
 
 /** Parses a received body; throws MessageSchemaError (the handler dead-letters with its text). */
@@ -176,12 +184,15 @@ export const WebhookDeliveryMessage = z.object({
   attempt: z.number().int().min(1),
   firstQueuedAt: z.string().datetime(),
   event: WebhookEvent,
+  /** Times the delivery was re-driven from the dead-letter queue; part of its message id. */
+  redrive: z.number().int().positive().optional(),
 });
 export type WebhookDeliveryMessage = z.infer<typeof WebhookDeliveryMessage>;
 
 /** Service Bus caps message ids at 128 characters: long delivery ids are hashed. */
-export function webhookDeliveryMessageId(deliveryId: string, attempt: number): string {
-  const id = attempt === 1 ? deliveryId : `${deliveryId}#${attempt}`;
+export function webhookDeliveryMessageId(deliveryId: string, attempt: number, redrive?: number): string {
+  const base = redrive ? `${deliveryId}:redrive:${redrive}` : deliveryId;
+  const id = attempt === 1 ? base : `${base}#${attempt}`;
   return id.length <= 128 ? id : `wh-${createHash('sha256').update(id).digest('hex')}`;
 }
 
@@ -191,7 +202,7 @@ export function webhookDeliveryMessage(delivery: WebhookDeliveryMessage): Servic
   return {
     body: delivery,
     contentType: 'application/json',
-    messageId: webhookDeliveryMessageId(delivery.deliveryId, delivery.attempt),
+    messageId: webhookDeliveryMessageId(delivery.deliveryId, delivery.attempt, delivery.redrive),
     correlationId: event.pushId ?? delivery.deliveryId,
     subject: `webhook:${event.action}:${target}`,
     applicationProperties: {

@@ -1,4 +1,5 @@
 import type { ServiceBusAdministrationClient, ServiceBusClient, ServiceBusReceiver } from '@azure/service-bus';
+import { peekFromStart } from './peek';
 
 /**
  * A replica region's subscription on topic `replication`: created with its rule (`region = '<name>'`)
@@ -100,7 +101,7 @@ export async function regionQueue(admin: ServiceBusAdministrationClient, client:
     // Peek sees locked messages too: the oldest job, whether waiting or being copied.
     const receiver: ServiceBusReceiver = client.createReceiver(topic, region, { receiveMode: 'peekLock' });
     try {
-      const [oldest] = await receiver.peekMessages(1);
+      const [oldest] = await peekFromStart(receiver, 1);
       oldestEnqueuedAt = oldest?.enqueuedTimeUtc;
     } finally {
       await receiver.close();

@@ -8,6 +8,7 @@ import { statusCommand } from './status-command';
 import { parseGenerateSpec } from './target';
 import { registerReplicationCommands } from './replication-command';
 import { registerWebhookCommands } from './webhook-command';
+import { registerDlqCommands } from './dlq-command';
 
 /** The whole CLI as a commander program: built per call, so tests can run it in-process. */
 export function createProgram(): Command {
@@ -62,6 +63,7 @@ export function createProgram(): Command {
 
   registerWebhookCommands(program);
   registerReplicationCommands(program);
+  registerDlqCommands(program);
   return program;
 }
 

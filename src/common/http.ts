@@ -9,7 +9,9 @@ import { summarizeZodError } from '../bus/messages';
 
 export interface HttpOutput {
   status: number;
-  jsonBody: unknown;
+  jsonBody?: unknown;
+  /** A body that is not JSON (the dashboard's page and script, Prometheus text), with its Content-Type in `headers`. */
+  body?: string;
   headers?: Record<string, string>;
 }
 

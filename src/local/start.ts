@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   writeFileSync(stackFile, JSON.stringify(written, null, 2), { mode: 0o600 });
   console.log(`  home region ${stack.settings.homeRegion.name}, replicas ${stack.settings.replicaRegions.map((r) => r.name).join(', ')}`);
   console.log(`  push endpoint ${stack.pushUrl}`);
+  console.log(`  dashboard ${apiUrl}/dashboard?key=${encodeURIComponent(stack.settings.adminSecret ?? '')}`);
   const subscribers = await startDemoSubscribers(stack);
   console.log(`  webhooks ${subscribers.webhooks.map((w) => `${w.name} -> ${w.url}`).join(', ')}\n`);
 
@@ -89,6 +90,8 @@ async function main(): Promise<void> {
   console.log(`  npx georeg webhook list-events ${subscribers.webhooks[0].name}   (each region's subscriber prints the events it receives)`);
   console.log(`  npx georeg replication create --region northeurope --storage "$(jq -r .spareStorage.spare1 ${relative(process.cwd(), stackFile)})" --wait   (a new replica, back-filled)`);
   console.log('  npx georeg replication list');
+  console.log(`  dashboard: ${apiUrl}/dashboard?key=${encodeURIComponent(stack.settings.adminSecret ?? '')}   (regions, pushes, latency, webhooks, dead letters)`);
+  console.log('  npx georeg dlq list   (dead-lettered jobs and deliveries; redrive or discard them)');
   subscribers.live();
   console.log('Ctrl-C stops everything (the emulators keep their data in memory only).');
 

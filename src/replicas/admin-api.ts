@@ -268,7 +268,8 @@ async function resync(name: string, body: string, deps: ReplicaAdminDeps): Promi
   return json(202, { replication: await view((await deps.registry.get(name))!, deps) });
 }
 
-async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaView> {
+/** A replica as list, show and the dashboard present it. */
+export async function view(replica: Replica, deps: ReplicaAdminDeps): Promise<ReplicaView> {
   let queue: RegionQueue | undefined;
   let queueError: string | undefined;
   if (!replica.home) {

@@ -4,6 +4,8 @@ import { Digester, DigestMismatchError, parseDigest } from '../oci/digest';
 import { codeOf, isNotFound, RegionStorageError, statusOf } from '../storage/clients';
 import { forEachLimit } from '../common/pool';
 import type { BlobProperties, BlobType, RegionStorage } from '../storage/region-storage';
+import { recordMetric } from '../telemetry/metrics';
+import { inSpan } from '../telemetry/trace';
 
 /**
  * Copies one blob from the home region's storage into a replica region's, using the strongest
@@ -107,7 +109,18 @@ export function resetCopyCapabilities(): void {
   unsupported.clear();
 }
 
-export async function copyBlob(request: CopyBlobRequest): Promise<CopyResult> {
+/** One blob home → region, in a span of its own with its bytes and method, counted per region and method. */
+export function copyBlob(request: CopyBlobRequest): Promise<CopyResult> {
+  const { source, target, digest, expectedSize } = request;
+  return inSpan('georeg.copy_blob', { 'georeg.digest': digest, 'georeg.source_region': source.region, 'georeg.region': target.region, 'georeg.blob.size': expectedSize }, async (span) => {
+    const result = await copyOneBlob(request);
+    span.setAttributes({ 'georeg.copy.method': result.method, 'georeg.copy.bytes': result.bytes, ...(result.fellBackFrom.length ? { 'georeg.copy.fell_back_from': result.fellBackFrom.join(',') } : {}) });
+    recordMetric.blobsCopied(target.region, result.method, 1, result.bytes);
+    return result;
+  });
+}
+
+async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
   const { source, target, digest, expectedSize, signal } = request;
   const started = performance.now();
   parseDigest(digest);

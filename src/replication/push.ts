@@ -15,6 +15,7 @@ import type { StateStore } from '../storage/state-store';
 import { missingBytes, planDescriptors, planRegion, type ImageReferences } from './plan';
 import { ProblemStore } from './problems';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from './status';
+import { inSpan } from '../telemetry/trace';
 
 /**
  * The push endpoint: a registry's notification in, one replication job per replica region out.
@@ -99,7 +100,7 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
     if (event.kind === 'ignored') return;
     let outcome: Prepared | EventProblem;
     if (event.kind === 'problem') outcome = { index: i, eventId: event.event.id, repository: event.event.repository, tag: event.event.tag, digest: event.event.digest, reason: event.reason, description: event.description };
-    else if (event.kind === 'manifest-push') outcome = await preparePush(event, i, replicas, deps);
+    else if (event.kind === 'manifest-push') outcome = await inSpan('georeg.plan', { 'georeg.repository': event.repository }, () => preparePush(event, i, replicas, deps));
     else outcome = prepareDelete(event, replicas);
     if ('reason' in outcome) {
       reported[i] = outcome;

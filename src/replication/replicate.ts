@@ -8,6 +8,7 @@ import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import { copyBlob, SourceBlobMissingError } from './copy';
 import { missingBytes, planDescriptors } from './plan';
+import { inSpan } from '../telemetry/trace';
 import { newRegionStatus, StatusStore, type RegionStatus } from './status';
 
 /**
@@ -195,7 +196,7 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   // Child manifests before their index, one at a time: the order is the guarantee.
   for (const m of manifestsAfter) await copyOne(m);
 
-  const tag = await commitLinks(job, plan, target, deps.home);
+  const tag = await inSpan('georeg.commit', { 'georeg.region': job.region, 'georeg.repository': job.repository }, () => commitLinks(job, plan, target, deps.home));
 
   const completedAt = new Date();
   const skipped = all.length - toCopy.length + joined.blobs;

@@ -77,8 +77,14 @@ export class StatusStore {
     await Promise.all(regions.map((r) => this.createIfAbsent(statePaths.regionStatus(r.pushId, r.region), r)));
     const existing = await this.createIfAbsent(statePaths.push(push.pushId), push);
     if (existing) return { push: existing, duplicate: true };
-    // A replica's back-fill job is not the tag's latest push: `status repo:tag` keeps showing every region.
-    if (push.tag && options.latestForTag !== false) await this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt });
+    // A replica's back-fill job is not the tag's latest push (`status repo:tag` keeps showing every
+    // region), nor one of the recent pushes the dashboard lists.
+    if (options.latestForTag !== false) {
+      await Promise.all([
+        push.tag ? this.state.put(statePaths.latestPushForTag(push.repository, push.tag), { pushId: push.pushId, digest: push.digest, at: push.createdAt }) : undefined,
+        this.state.put(statePaths.recentPush(new Date(push.createdAt), push.pushId), { pushId: push.pushId }),
+      ]);
+    }
     return { push, duplicate: false };
   }
 
@@ -120,6 +126,18 @@ export class StatusStore {
     // A region whose job has not started yet has no status document: pending, as planned.
     const regions = await Promise.all(push.value.regions.map(async (r) => (await this.region(pushId, r.region)) ?? pendingFromRecord(push.value, r)));
     return { push: push.value, regions };
+  }
+
+  /** Push ids newest first, back to `since` (at most `max`): the dashboard's recent pushes. */
+  async recentPushIds(since: Date, max: number): Promise<Array<{ pushId: string; at: Date }>> {
+    const out: Array<{ pushId: string; at: Date }> = [];
+    for (const name of await this.state.list(statePaths.recentPushesPrefix(), max)) {
+      const entry = statePaths.recentPushOf(name);
+      if (!entry) continue;
+      if (entry.at < since) break;
+      out.push(entry);
+    }
+    return out;
   }
 
   async latestPushId(repository: string, tag: string): Promise<string | undefined> {

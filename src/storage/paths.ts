@@ -188,6 +188,17 @@ export const statePaths = {
   reconcileReport: (region: string) => `reconcile/${safe(region)}.json`,
   /** A handler's dead-letter verdict on a message, kept until its dead letter is handled (message ids may hold any character: hashed). */
   deadLetterVerdict: (lane: string, messageId: string) => `dead-letter-verdicts/${safe(lane)}/${createHash('sha256').update(messageId).digest('hex').slice(0, 40)}.json`,
+  /** Dead letters kept for `georeg dlq` (the dead-letter triggers drain the queues): per region, and `webhooks`. */
+  keptDeadLettersPrefix: (source: string) => `dead-letters/${safe(source)}/`,
+  keptDeadLetter: (source: string, id: string) => `dead-letters/${safe(source)}/${createHash('sha256').update(id).digest('hex').slice(0, 40)}.json`,
+  recentPushesPrefix: () => 'recent-pushes/',
+  /** An index of pushes (not back-fill jobs), newest first like webhookAttempt: what the dashboard lists. */
+  recentPush: (at: Date, pushId: string) => `recent-pushes/${newestFirst(at)}-${safe(pushId)}.json`,
+  /** A recentPush name read back: when and which push; undefined for a name of another shape. */
+  recentPushOf: (name: string): { at: Date; pushId: string } | undefined => {
+    const m = /^recent-pushes\/(\d{13})-(.+)\.json$/.exec(name);
+    return m ? { at: new Date(9_999_999_999_999 - Number(m[1])), pushId: m[2] } : undefined;
+  },
 };
 
 /** Names sort newest first: the time counted down from the year 2286. */

@@ -145,11 +145,14 @@ export class StateStore {
     throw new StateConflictError(`state document ${name} changed under ${this.maxUpdateAttempts} consecutive updates: too many concurrent writers; retry later`);
   }
 
-  /** Names of the documents under `prefix`, sorted. */
-  async list(prefix: string): Promise<string[]> {
+  /** Names of the documents under `prefix`, sorted; the first `max` only (blob listings come in name order). */
+  async list(prefix: string, max = Infinity): Promise<string[]> {
     const names: string[] = [];
     try {
-      for await (const item of this.container.listBlobsFlat({ prefix })) names.push(item.name);
+      for await (const item of this.container.listBlobsFlat({ prefix })) {
+        if (names.length >= max) break;
+        names.push(item.name);
+      }
     } catch (e) {
       throw new StateUnavailableError(`cannot list state documents under ${prefix}`, e);
     }

@@ -5,6 +5,7 @@ import type { WebhookDeliveryMessage } from '../bus/messages';
 import type { WebhookDefinition } from './definition';
 import { SIGNATURE_HEADER, SIGNATURE_SCHEME, signatureHeaders } from './signature';
 import { redactUri, webhookTargets } from './url-safety';
+import { clientSpan, traceHeaders } from '../telemetry/trace';
 
 /**
  * The HTTP sink: one signed POST of one event to one webhook, with a timeout, and a verdict on the
@@ -61,7 +62,8 @@ export function httpSink(options: HttpSinkOptions): Sink {
     const request: SentRequest = { method: 'POST', uri: redactUri(webhook.serviceUri), headers: maskHeaders(headers, webhook), body };
     const done = (r: Omit<AttemptResult, 'startedAt' | 'latencyMs' | 'request'>): AttemptResult => ({ ...r, startedAt, latencyMs: Date.now() - startedAt.getTime(), request });
     try {
-      const answer = await post(webhook.serviceUri, headers, body, options);
+      // The subscriber gets the trace too (`traceparent`), from a client span of this attempt.
+      const answer = await clientSpan(`POST ${webhook.name}`, { 'http.request.method': 'POST', 'georeg.webhook': webhook.name }, () => post(webhook.serviceUri, { ...headers, ...traceHeaders() }, body, options));
       const s = answer.statusCode;
       const verdict = s >= 200 && s < 300 ? 'delivered' : s === 408 || s === 429 || s >= 500 ? 'retryable' : 'permanent';
       const error = verdict === 'delivered' ? undefined : s >= 300 && s < 400 ? `answered ${s} ${answer.statusMessage}: redirects are not followed; point the webhook at the final URI` : `answered ${s} ${answer.statusMessage}`;

@@ -38,16 +38,18 @@ export async function pushImage(stack: Stack, image: ImageToWrite): Promise<Acce
 
 /**
  * Writes a two-layer image to home storage with its second layer's data corrupted (same size, other
- * bytes: the digest no longer matches), then notifies. Returns the push id and the bad layer.
+ * bytes: the digest no longer matches), then notifies. Returns the push id, the image, the bad
+ * layer, and `repair()`, which writes the right bytes back.
  */
-export async function pushCorruptImage(stack: Stack, repository: string, seed: string): Promise<{ pushId: string; bad: ImageToWrite['blobs'][number] }> {
+export async function pushCorruptImage(stack: Stack, repository: string, seed: string): Promise<{ pushId: string; image: ImageToWrite; bad: ImageToWrite['blobs'][number]; repair(): Promise<void> }> {
   const image = generated(repository, '1', { generate: { layers: 2, layerSize: 8 * 1024 }, seed });
   await writeImage(stack.runtime.home, image);
   const bad = image.blobs[1];
   await stack.runtime.home.writeBlob(bad.digest, Buffer.alloc(bad.size, 7), { append: true });
   const res = await notify(stack, envelopeFor(image));
   expect(res.status, JSON.stringify(res.body)).toBe(202);
-  return { pushId: res.body.pushes[0].pushId, bad };
+  const repair = () => stack.runtime.home.writeBlob(bad.digest, bad.data as Buffer, { append: true }).then(() => undefined);
+  return { pushId: res.body.pushes[0].pushId, image, bad, repair };
 }
 
 /** Waits until each of `regions` is finished (complete, superseded or failed) for the push. */

@@ -47,8 +47,8 @@ describe('functions/ registrations (the Functions host contract)', () => {
     byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
   });
 
-  it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, reconcile, replications and route functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['deliver', 'deliverDeadLetters', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replicateDeadLetters', 'replications', 'webhooks']);
+  it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, reconcile, replications, route and operations functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['dashboard', 'deadLetters', 'deliver', 'deliverDeadLetters', 'metrics', 'overview', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replicateDeadLetters', 'replications', 'webhooks']);
   });
 
   it("replicateDeadLetters binds the dead-letter queue of the region's subscription", () => {
@@ -62,6 +62,15 @@ describe('functions/ registrations (the Functions host contract)', () => {
 
   it("deliverDeadLetters binds the webhook queue's dead-letter queue", () => {
     expect(byName.deliverDeadLetters.find((b) => b.direction === 'in')).toMatchObject({ type: 'serviceBusTrigger', connection: 'ServiceBusConnection', queueName: '%GEOREG_WEBHOOK_QUEUE%/$DeadLetterQueue' });
+  });
+
+  it('the dashboard page is anonymous (it holds no data); the overview it polls asks for a function key', () => {
+    expect(byName.dashboard.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'dashboard/{file?}', methods: ['GET'], authLevel: 'anonymous' });
+    expect(byName.overview.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'overview', methods: ['GET'], authLevel: 'function' });
+  });
+
+  it('deadLetters is a function-key admin API on deadletters/{op?}', () => {
+    expect(byName.deadLetters.find((b) => b.direction === 'in')).toMatchObject({ type: 'httpTrigger', route: 'deadletters/{op?}', methods: ['GET', 'POST'], authLevel: 'function' });
   });
 
   it('replications is a function-key admin API on replications/{name?}/{op?}', () => {

@@ -57,4 +57,12 @@ describe('RegistryLayout (Distribution v2 storage layout)', () => {
       undefined,
     ]);
   });
+
+  it('names the recent-push index newest first and reads a name back', () => {
+    const older = statePaths.recentPush(new Date('2026-12-01T10:00:00Z'), '0b6f-uuid-with-dashes');
+    const newer = statePaths.recentPush(new Date('2026-12-01T10:00:01Z'), 'p2');
+    expect([older, newer].sort()).toEqual([newer, older]);
+    expect(statePaths.recentPushOf(older)).toEqual({ at: new Date('2026-12-01T10:00:00Z'), pushId: '0b6f-uuid-with-dashes' });
+    expect(statePaths.recentPushOf('pushes/p1/push.json')).toBeUndefined();
+  });
 });

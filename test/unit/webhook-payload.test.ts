@@ -52,6 +52,9 @@ describe('webhook payloads (ACR format + region + push id)', () => {
     expect(deliveryIdFor(pingEvent('eastus'), 'deployeast')).toMatch(/^ping-[0-9a-f-]{36}:eastus:deployeast$/);
     expect(webhookDeliveryMessageId('p1:eastus:deployeast', 1)).toBe('p1:eastus:deployeast');
     expect(webhookDeliveryMessageId('p1:eastus:deployeast', 3)).toBe('p1:eastus:deployeast#3');
+    // A re-driven delivery starts its attempts over under a new id lineage.
+    expect(webhookDeliveryMessageId('p1:eastus:deployeast', 1, 2)).toBe('p1:eastus:deployeast:redrive:2');
+    expect(webhookDeliveryMessageId('p1:eastus:deployeast', 3, 2)).toBe('p1:eastus:deployeast:redrive:2#3');
     const long = `${'h'.repeat(64)}:${'r'.repeat(50)}:${'w'.repeat(50)}`;
     expect(webhookDeliveryMessageId(long, 1)).toHaveLength(67);
     expect(webhookDeliveryMessageId(long, 1)).toBe(webhookDeliveryMessageId(long, 1));
