@@ -48,7 +48,7 @@ type Sendable = Parameters<ServiceBusSender['sendMessages']>[0];
 
 /**
  * The sender, with a `send` producer span around each send or schedule and the span's context in
- * every message's application properties. Batches built elsewhere pass as they are.
+ * every message's application properties (for a batch: the context active when each message was added).
  */
 export function tracedSender(sender: ServiceBusSender): ServiceBusSender {
   const attributes = (messages: ServiceBusMessage[], operation: string): Attributes => ({
@@ -69,9 +69,25 @@ export function tracedSender(sender: ServiceBusSender): ServiceBusSender {
     get(target, prop, receiver) {
       if (prop === 'sendMessages') {
         return (messages: Sendable, options?: Parameters<ServiceBusSender['sendMessages']>[1]) => {
-          if (!Array.isArray(messages) && !isMessage(messages)) return target.sendMessages(messages, options);
+          if (!Array.isArray(messages) && !isMessage(messages)) {
+            const attrs = { 'messaging.system': 'servicebus', 'messaging.destination.name': target.entityPath, 'messaging.operation.type': 'send', 'messaging.batch.message_count': 'count' in messages ? messages.count : 1 };
+            return inSpan(`send ${target.entityPath}`, attrs, () => target.sendMessages(messages, options), { kind: SpanKind.PRODUCER });
+          }
           const list = Array.isArray(messages) ? (messages as ServiceBusMessage[]) : [messages as ServiceBusMessage];
           return inSpan(`send ${target.entityPath}`, attributes(list, 'send'), () => target.sendMessages(withContext(list), options), { kind: SpanKind.PRODUCER });
+        };
+      }
+      if (prop === 'createMessageBatch') {
+        // A batch is filled message by message: each carries the context active when it is added.
+        return async (options?: Parameters<ServiceBusSender['createMessageBatch']>[0]) => {
+          const batch = await target.createMessageBatch(options);
+          return new Proxy(batch, {
+            get(b, p, r) {
+              if (p === 'tryAddMessage') return (m: ServiceBusMessage, o?: Parameters<typeof b.tryAddMessage>[1]) => b.tryAddMessage(withContext([m])[0], o);
+              const v = Reflect.get(b, p, r);
+              return typeof v === 'function' ? v.bind(b) : v;
+            },
+          });
         };
       }
       if (prop === 'scheduleMessages') {
