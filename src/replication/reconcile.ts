@@ -58,6 +58,8 @@ export type ReconcileReport = z.infer<typeof ReconcileReport>;
 
 /** How many drifted tags one run lists in its report (the counts cover all). */
 const LISTED = 200;
+/** A notification's job still pending after this long is taken as lost (its message expired or was purged). */
+const IN_FLIGHT_MS = 30 * 60_000;
 /** How long a lease on a region's reconcile lasts unless renewed (a dead worker frees it after this). */
 const LEASE_SECONDS = 60;
 
@@ -191,9 +193,11 @@ async function nextJobId(region: string, w: { action: string; repository: string
     requests.reads += 1;
     const latest = await status.latestPush(w.repository, w.tag);
     if (latest?.digest === w.digest) {
-      requests.reads += 1;
-      const s = await status.region(latest.pushId, region);
-      if (s && (s.state === 'pending' || s.state === 'copying')) return { skip: `push ${latest.pushId} is in flight` };
+      // A job that has not started has no status yet: the push record reports it pending.
+      requests.reads += 2;
+      const s = (await status.push(latest.pushId))?.regions.find((r) => r.region === region);
+      const recent = Date.now() - Date.parse(latest.at) < IN_FLIGHT_MS;
+      if (s && (s.state === 'copying' || (s.state === 'pending' && recent))) return { skip: `push ${latest.pushId} is in flight` };
     }
   }
   let link = '';
