@@ -124,7 +124,12 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
   });
 
   async function serveHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = requestTarget(req.url ?? '/');
+    } catch {
+      return refuse(req, res, badRequest(`the request target ${JSON.stringify(req.url)} is not a URL path`));
+    }
     let segments: string[];
     try {
       segments = url.pathname.split('/').filter(Boolean).map((s) => decodeURIComponent(s));
@@ -150,7 +155,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
 
     const request = new HttpRequest({
       method,
-      url: `http://${req.headers.host ?? `127.0.0.1:${port}`}${req.url}`,
+      url: `http://127.0.0.1:${port}${url.pathname}${url.search}`,
       headers,
       params: found.params,
       body: method === 'GET' || method === 'HEAD' || !body.length ? undefined : { bytes: body },
@@ -460,6 +465,11 @@ function batchMetadata(batch: ServiceBusReceivedMessage[]): Record<string, unkno
   const each = batch.map(triggerMetadataOf);
   const keys = Object.keys(each[0] ?? {});
   return Object.fromEntries(keys.map((k) => [`${k}Array`, each.map((e) => e[k])]));
+}
+
+/** The request target: origin form (`/path?query`, leading slashes collapsed) as clients send it, or absolute form as proxies do. */
+function requestTarget(raw: string): URL {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? new URL(raw) : new URL(`/${raw.replace(/^\/+/, '')}`, 'http://127.0.0.1');
 }
 
 function flatHeaders(req: IncomingMessage): Record<string, string> {
