@@ -86,8 +86,9 @@ async function retryLater(job: ReplicationJob, error: Error, deps: ReplicateDeps
     return { outcome: 'dead-letter', reason, description };
   }
   const at = new Date(Date.now() + backoffDelay({ maxAttempts, baseDelayMs: retryBaseMs, maxDelayMs: retryMaxMs, jitter: 0.2 }, attempt));
-  await reschedule({ ...job, retry: attempt }, at);
+  // The note first: written after the retry is on the bus, it could land on the retry's own status.
   await note((s) => ({ ...s, state: 'pending', error: `attempt ${attempt} failed, retrying at ${at.toISOString()}: ${error.message}` }));
+  await reschedule({ ...job, retry: attempt }, at);
   deps.log.warn(`${job.jobId}: attempt ${attempt} of ${maxAttempts} failed (${error.message}); retrying at ${at.toISOString()}`);
   return { outcome: 'rescheduled', at, error: error.message };
 }
