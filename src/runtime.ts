@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { ServiceBusClient, type ServiceBusAdministrationClient, type ServiceBusSender } from '@azure/service-bus';
 import { createAdministrationClient } from './bus/admin';
 import type { MessageActions } from './bus/settlement';
@@ -94,13 +95,17 @@ export interface HostedInvocation {
   messageActions?: MessageActions;
 }
 const hosted = new WeakMap<object, HostedInvocation>();
+/** The same, for code an invocation runs that was not handed its context (`runtime()` with no argument). */
+const current = new AsyncLocalStorage<HostedInvocation>();
 
-export function hostInvocation(context: object, invocation: HostedInvocation): void {
+/** Runs `invoke` as an invocation of this host: its context, and everything it calls, see `invocation`. */
+export function hostInvocation<T>(context: object, invocation: HostedInvocation, invoke: () => T): T {
   hosted.set(context, invocation);
+  return current.run(invocation, invoke);
 }
 
 export function hostedInvocation(context: object | undefined): HostedInvocation | undefined {
-  return context ? hosted.get(context) : undefined;
+  return (context && hosted.get(context)) || current.getStore();
 }
 
 /**

@@ -161,8 +161,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       body: method === 'GET' || method === 'HEAD' || !body.length ? undefined : { bytes: body },
     });
     const context = invocationContext(route.registration, {}, log);
-    hostInvocation(context, { runtime: rt });
-    const result = await route.registration.handler(request, context);
+    const result = await hostInvocation(context, { runtime: rt }, () => route.registration.handler(request, context));
     const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}) as HttpResponseInit);
     const bytes = Buffer.from(await response.arrayBuffer());
     res.writeHead(response.status, Object.fromEntries(response.headers));
@@ -239,8 +238,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
             batch = await receiver.receiveMessages(32, { maxWaitTimeInMs: 1000 });
             if (!batch.length) continue;
             const context = invocationContext(registration, batchMetadata(batch), log);
-            hostInvocation(context, { runtime: rt });
-            const outcome = await registration.handler(batch.map((m) => m.body), context);
+            const outcome = await hostInvocation(context, { runtime: rt }, () => registration.handler(batch.map((m) => m.body), context));
             await Promise.all(batch.map((m) => receiver.completeMessage(m)));
             for (const m of batch) report(outcome, m);
           } catch (e) {
@@ -264,11 +262,11 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
             abandon: async () => { settled = true; await receiver.abandonMessage(message); },
             deadLetter: async (reason, description) => { settled = true; await receiver.deadLetterMessage(message, { deadLetterReason: reason, deadLetterErrorDescription: description }); },
           };
-          hostInvocation(context, { runtime: rt, messageActions: settlement === 'actions' ? actions : undefined });
+          const invocation = { runtime: rt, messageActions: settlement === 'actions' ? actions : undefined };
           let outcome: unknown;
           try {
             if (fn === REPLICATE && region) await options.beforeJob?.(region, message);
-            outcome = await registration.handler(message.body, context);
+            outcome = await hostInvocation(context, invocation, () => registration.handler(message.body, context));
             if (!settled) await actions.complete();
           } catch (e) {
             if (!settled) await actions.abandon().catch(() => undefined);
@@ -322,13 +320,12 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     let last: Date | undefined;
     const cron = new Cron(schedule, { timezone: 'Etc/UTC', protect: true }, async () => {
       const context = invocationContext(registration, {}, log);
-      hostInvocation(context, { runtime: rt });
       const now = new Date();
       const timer: Timer = { isPastDue: false, schedule: { adjustForDST: true }, scheduleStatus: { last: (last ?? now).toISOString(), next: cron.nextRun()?.toISOString() ?? '', lastUpdated: now.toISOString() } };
       last = now;
       let outcome: unknown;
       try {
-        outcome = await registration.handler(timer, context);
+        outcome = await hostInvocation(context, { runtime: rt }, () => registration.handler(timer, context));
       } catch (e) {
         log.warn(`${fn}: ${(e as Error).message}`);
         outcome = { outcome: 'failed', error: (e as Error).message };
