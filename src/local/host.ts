@@ -109,6 +109,15 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
   }
   // The most specific template first: literal segments win over parameters.
   routes.sort((a, b) => b.literals - a.literals);
+  // Schedules are resolved and checked before anything starts: a bad one stops the host at once.
+  const schedules = timers.map((registration) => {
+    const schedule = resolve(String(registration.trigger.schedule), registration.name);
+    // NCRONTAB as Azure reads it: six fields, seconds first, in UTC.
+    if (schedule.trim().split(/\s+/).length !== 6) {
+      throw new Error(`function ${registration.name}: schedule "${schedule}" is not an NCRONTAB expression of six fields, seconds first (e.g. "0 */5 * * * *")`);
+    }
+    return { registration, schedule };
+  });
 
   const server = createServer((req, res) => {
     serveHttp(req, res).catch((e: Error) => {
@@ -248,7 +257,8 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
           }
         }
       })();
-      receiving.push({ registration, region, entity, receiver, stop: async () => { stopped = true; await receiver.close(); await loop; } });
+      // The loop ends within one receive's wait; the receiver closes after it (closing under a pending receive stalls it).
+      receiving.push({ registration, region, entity, receiver, stop: async () => { stopped = true; await loop; await receiver.close(); } });
       return;
     }
 
@@ -286,55 +296,77 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     receiving.push({ registration, region, entity, receiver, stop: async () => { await subscription.close(); await receiver.close(); } });
   };
 
-  // Per-region triggers run once per replica region; regions are created and deleted at run time,
-  // so reconcile() starts and stops receivers to match, when a replica admin call here says so and
-  // every few seconds for changes made through another host.
-  const perRegion = serviceBus.filter((r) => Object.values(r.trigger).some((v) => typeof v === 'string' && v.includes('%REGION_NAME%')));
-  for (const r of serviceBus) if (!perRegion.includes(r)) startReceiver(r);
+  interface Scheduled {
+    fn: string;
+    schedule: string;
+    cron: Cron;
+  }
+  const crons: Scheduled[] = [];
+  let poll: NodeJS.Timeout | undefined;
+  let unwatch: () => unknown = () => undefined;
   let reconciling = Promise.resolve();
-  const reconcile = () =>
-    // Chained so two reconciles never race; a failed one does not stop the next.
-    (reconciling = reconciling.catch(() => {}).then(async () => {
-      const wanted = new Set(options.regions ?? (await rt.registry.list()).filter((r) => !r.home).map((r) => r.name));
-      for (const region of wanted) {
-        for (const r of perRegion) if (!receiving.some((x) => x.registration === r && x.region === region)) startReceiver(r, region);
-      }
-      for (const x of [...receiving]) {
-        if (!x.region || wanted.has(x.region)) continue;
-        receiving.splice(receiving.indexOf(x), 1);
-        await x.stop();
-      }
-    }));
-  await reconcile();
-  const unwatch = watchRegions(rt, reconcile);
-  const poll = options.regions
-    ? undefined
-    : setInterval(() => reconcile().catch((e) => log.warn(`local host: cannot list replica regions: ${(e as Error).message}`)), options.regionPollMs ?? 5000);
-  poll?.unref();
+  const close = async () => {
+    for (const c of crons) c.cron.stop();
+    if (poll) clearInterval(poll);
+    unwatch();
+    await reconciling.catch(() => undefined);
+    await Promise.all(receiving.splice(0).map((x) => x.stop()));
+    await Promise.all([...clients.values()].map((c) => c.close()));
+    await new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+    server.closeAllConnections();
+  };
 
-  const crons = timers.map((registration) => {
-    const fn = registration.name;
-    const schedule = resolve(String(registration.trigger.schedule), fn);
-    // NCRONTAB as Azure reads it: six fields, seconds first, in UTC.
-    if (schedule.trim().split(/\s+/).length !== 6) throw new Error(`function ${fn}: schedule "${schedule}" is not an NCRONTAB expression of six fields, seconds first (e.g. "0 */5 * * * *")`);
-    let last: Date | undefined;
-    const cron = new Cron(schedule, { timezone: 'Etc/UTC', protect: true }, async () => {
-      const context = invocationContext(registration, {}, log);
-      const now = new Date();
-      const timer: Timer = { isPastDue: false, schedule: { adjustForDST: true }, scheduleStatus: { last: (last ?? now).toISOString(), next: cron.nextRun()?.toISOString() ?? '', lastUpdated: now.toISOString() } };
-      last = now;
-      let outcome: unknown;
-      try {
-        outcome = await hostInvocation(context, { runtime: rt }, () => registration.handler(timer, context));
-      } catch (e) {
-        log.warn(`${fn}: ${(e as Error).message}`);
-        outcome = { outcome: 'failed', error: (e as Error).message };
-      }
-      options.onSettled?.({ function: fn, outcome });
-    });
-    if (registration.trigger.runOnStartup === true) void cron.trigger();
-    return { fn, schedule, cron };
-  });
+  try {
+    // Per-region triggers run once per replica region; regions are created and deleted at run time,
+    // so reconcile() starts and stops receivers to match, when a replica admin call here says so and
+    // every few seconds for changes made through another host.
+    const perRegion = serviceBus.filter((r) => Object.values(r.trigger).some((v) => typeof v === 'string' && v.includes('%REGION_NAME%')));
+    for (const r of serviceBus) if (!perRegion.includes(r)) startReceiver(r);
+    const reconcile = () =>
+      // Chained so two reconciles never race; a failed one does not stop the next.
+      (reconciling = reconciling.catch(() => {}).then(async () => {
+        const wanted = new Set(options.regions ?? (await rt.registry.list()).filter((r) => !r.home).map((r) => r.name));
+        for (const region of wanted) {
+          for (const r of perRegion) if (!receiving.some((x) => x.registration === r && x.region === region)) startReceiver(r, region);
+        }
+        for (const x of [...receiving]) {
+          if (!x.region || wanted.has(x.region)) continue;
+          receiving.splice(receiving.indexOf(x), 1);
+          await x.stop();
+        }
+      }));
+    await reconcile();
+    unwatch = watchRegions(rt, reconcile);
+    if (!options.regions) {
+      poll = setInterval(() => reconcile().catch((e) => log.warn(`local host: cannot list replica regions: ${(e as Error).message}`)), options.regionPollMs ?? 5000);
+      poll.unref();
+    }
+
+    for (const { registration, schedule } of schedules) {
+      const fn = registration.name;
+      let last: Date | undefined;
+      const cron: Cron = new Cron(schedule, { timezone: 'Etc/UTC', protect: true }, async () => {
+        const context = invocationContext(registration, {}, log);
+        const now = new Date();
+        const timer: Timer = { isPastDue: false, schedule: { adjustForDST: true }, scheduleStatus: { last: (last ?? now).toISOString(), next: cron.nextRun()?.toISOString() ?? '', lastUpdated: now.toISOString() } };
+        last = now;
+        let outcome: unknown;
+        try {
+          outcome = await hostInvocation(context, { runtime: rt }, () => registration.handler(timer, context));
+        } catch (e) {
+          log.warn(`${fn}: ${(e as Error).message}`);
+          outcome = { outcome: 'failed', error: (e as Error).message };
+        }
+        options.onSettled?.({ function: fn, outcome });
+      });
+      crons.push({ fn, schedule, cron });
+      if (registration.trigger.runOnStartup === true) void cron.trigger();
+    }
+  } catch (e) {
+    // Nothing half-started is left behind.
+    await close().catch(() => undefined);
+    throw e;
+  }
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -344,16 +376,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       ...receiving.map((x) => ({ function: x.registration.name, kind: 'serviceBus' as const, entity: x.entity, region: x.region })),
       ...crons.map((c) => ({ function: c.fn, kind: 'timer' as const, schedule: c.schedule, nextRun: c.cron.nextRun() ?? undefined })),
     ],
-    async close() {
-      for (const c of crons) c.cron.stop();
-      if (poll) clearInterval(poll);
-      unwatch();
-      await reconciling;
-      await Promise.all(receiving.splice(0).map((x) => x.stop()));
-      await Promise.all([...clients.values()].map((c) => c.close()));
-      await new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-      server.closeAllConnections();
-    },
+    close,
   };
 }
 

@@ -7,7 +7,8 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../../src/cli/push-command';
 import type { Logger } from '../../src/common/log';
-import type { SettledInvocation } from '../../src/local/host';
+import { createAdministrationClient } from '../../src/bus/admin';
+import { startLocalHost, type SettledInvocation } from '../../src/local/host';
 import { functionRegistrations, type Registration } from '../../src/local/registrations';
 import { startStack, type Stack } from '../../src/local/stack';
 import { runtime } from '../../src/runtime';
@@ -149,6 +150,36 @@ describe('the local host serves what functions/ registers', () => {
     const [first, second] = ticks.map((t) => t.timer.scheduleStatus!);
     expect(Date.parse(second.lastUpdated)).toBeGreaterThan(Date.parse(first.lastUpdated));
     expect(second.last).toBe(first.lastUpdated);
+  });
+});
+
+describe('a Service Bus trigger with cardinality many', () => {
+  it('gets its messages in batches, with per-message metadata as arrays, and they complete', async () => {
+    const queue = 'test-batch';
+    await createAdministrationClient(stack.serviceBusConnectionString).createQueue(queue);
+    const batches: Array<{ bodies: unknown[]; ids: unknown }> = [];
+    app.serviceBusQueue('testBatch', {
+      connection: 'ServiceBusConnection',
+      queueName: '%GEOREG_TEST_BATCH_QUEUE%',
+      cardinality: 'many',
+      handler: async (messages: unknown, context: InvocationContext) => {
+        batches.push({ bodies: messages as unknown[], ids: context.triggerMetadata?.messageIdArray });
+      },
+    });
+    // A second host on the same runtime picks the new registration up; no region triggers there.
+    const second = await startLocalHost(stack.runtime, { port: 0, log, regions: [], env: { ...stack.env, GEOREG_TEST_BATCH_QUEUE: queue } });
+    try {
+      expect(second.running()).toContainEqual({ function: 'testBatch', kind: 'serviceBus', entity: queue, region: undefined });
+      const sender = sb.createSender(queue);
+      await sender.sendMessages([1, 2, 3, 4, 5].map((n) => ({ body: { n }, messageId: `batch-${n}` })));
+      await sender.close();
+      await expect.poll(() => batches.flatMap((b) => b.bodies).length, { timeout: 15_000 }).toBe(5);
+      expect(batches.flatMap((b) => b.bodies)).toEqual(expect.arrayContaining([1, 2, 3, 4, 5].map((n) => ({ n }))));
+      expect(batches.flatMap((b) => b.ids as string[]).sort()).toEqual([1, 2, 3, 4, 5].map((n) => `batch-${n}`));
+      await expect.poll(async () => (await createAdministrationClient(stack.serviceBusConnectionString).getQueueRuntimeProperties(queue)).activeMessageCount, { timeout: 15_000 }).toBe(0);
+    } finally {
+      await second.close();
+    }
   });
 });
 
