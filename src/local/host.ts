@@ -64,6 +64,11 @@ export interface LocalHostOptions {
    * complete on return and abandon on a throw, exactly as Azure Functions for Node runs georeg today.
    */
   settlement?: 'actions' | 'host';
+  /**
+   * On close, how long invocations still running get to finish (default 30 s, within a one-minute
+   * lock); what has not settled by then is abandoned, so Service Bus hands it to another worker.
+   */
+  shutdownGraceMs?: number;
   /** Called after each Service Bus or timer invocation is settled (tests, progress). */
   onSettled?: (invocation: SettledInvocation) => void;
   /** Called after each replication job is settled (progress display, tests). */
@@ -262,6 +267,8 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       return;
     }
 
+    // Invocations running now (a stop waits for them).
+    const inFlight = new Set<{ done: Promise<void>; abandonIfOpen: () => Promise<void> }>();
     const subscription = receiver.subscribe(
       {
         processMessage: async (message) => {
@@ -273,17 +280,26 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
             deadLetter: async (reason, description) => { settled = true; await receiver.deadLetterMessage(message, { deadLetterReason: reason, deadLetterErrorDescription: description }); },
           };
           const invocation = { runtime: rt, messageActions: settlement === 'actions' ? actions : undefined };
-          let outcome: unknown;
+          const run = (async () => {
+            let outcome: unknown;
+            try {
+              if (fn === REPLICATE && region) await options.beforeJob?.(region, message);
+              outcome = await hostInvocation(context, invocation, () => registration.handler(message.body, context));
+              if (!settled) await actions.complete();
+            } catch (e) {
+              if (!settled) await actions.abandon().catch(() => undefined);
+              log.warn(`${where} ${message.messageId}: ${(e as Error).message} (abandoned; Service Bus redelivers)`);
+              outcome = { outcome: 'abandoned', error: (e as Error).message };
+            }
+            report(outcome, message);
+          })();
+          const entry = { done: run, abandonIfOpen: async () => { if (!settled) await actions.abandon().catch(() => undefined); } };
+          inFlight.add(entry);
           try {
-            if (fn === REPLICATE && region) await options.beforeJob?.(region, message);
-            outcome = await hostInvocation(context, invocation, () => registration.handler(message.body, context));
-            if (!settled) await actions.complete();
-          } catch (e) {
-            if (!settled) await actions.abandon().catch(() => undefined);
-            log.warn(`${where} ${message.messageId}: ${(e as Error).message} (abandoned; Service Bus redelivers)`);
-            outcome = { outcome: 'abandoned', error: (e as Error).message };
+            await run;
+          } finally {
+            inFlight.delete(entry);
           }
-          report(outcome, message);
         },
         processError: async (args) => {
           // A deleted region's subscription goes before its receiver here does: not worth a warning.
@@ -293,7 +309,20 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       },
       { autoCompleteMessages: false, maxConcurrentCalls: options.maxConcurrentCalls ?? 4 },
     );
-    receiving.push({ registration, region, entity, receiver, stop: async () => { await subscription.close(); await receiver.close(); } });
+    // Stopping: no new messages; what runs gets the grace period to finish, then goes back to the queue.
+    const stop = async () => {
+      await subscription.close();
+      const running = [...inFlight];
+      if (running.length) {
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((resolveGrace) => (timer = setTimeout(resolveGrace, options.shutdownGraceMs ?? 30_000)));
+        await Promise.race([Promise.allSettled(running.map((r) => r.done)), grace]);
+        clearTimeout(timer);
+        await Promise.all(running.map((r) => r.abandonIfOpen()));
+      }
+      await receiver.close();
+    };
+    receiving.push({ registration, region, entity, receiver, stop });
   };
 
   interface Scheduled {

@@ -160,14 +160,14 @@ describe('a Service Bus trigger with cardinality many', () => {
     const batches: Array<{ bodies: unknown[]; ids: unknown }> = [];
     app.serviceBusQueue('testBatch', {
       connection: 'ServiceBusConnection',
-      queueName: '%GEOREG_TEST_BATCH_QUEUE%',
+      queueName: queue,
       cardinality: 'many',
       handler: async (messages: unknown, context: InvocationContext) => {
         batches.push({ bodies: messages as unknown[], ids: context.triggerMetadata?.messageIdArray });
       },
     });
     // A second host on the same runtime picks the new registration up; no region triggers there.
-    const second = await startLocalHost(stack.runtime, { port: 0, log, regions: [], env: { ...stack.env, GEOREG_TEST_BATCH_QUEUE: queue } });
+    const second = await startLocalHost(stack.runtime, { port: 0, log, regions: [], env: stack.env });
     try {
       expect(second.running()).toContainEqual({ function: 'testBatch', kind: 'serviceBus', entity: queue, region: undefined });
       const sender = sb.createSender(queue);
@@ -180,6 +180,51 @@ describe('a Service Bus trigger with cardinality many', () => {
     } finally {
       await second.close();
     }
+  });
+});
+
+describe('closing the host', () => {
+  it('lets a running invocation finish within the grace period, and gives one that does not back to the queue', async () => {
+    const queue = 'test-drain';
+    await createAdministrationClient(stack.serviceBusConnectionString).createQueue(queue);
+    const started: string[] = [];
+    const releases = new Map<string, () => void>();
+    app.serviceBusQueue('testDrain', {
+      connection: 'ServiceBusConnection',
+      queueName: queue,
+      handler: async (message: unknown, context: InvocationContext) => {
+        const id = String(context.triggerMetadata?.messageId);
+        started.push(id);
+        await new Promise<void>((release) => releases.set(id, release));
+      },
+    });
+    const sender = sb.createSender(queue);
+    const drainHost = async (grace: number, id: string) => {
+      const host = await startLocalHost(stack.runtime, { port: 0, log, regions: [], env: stack.env, shutdownGraceMs: grace });
+      await sender.sendMessages({ body: {}, messageId: id });
+      await expect.poll(() => started.includes(id), { timeout: 15_000 }).toBe(true);
+      return host;
+    };
+    const active = async () => (await createAdministrationClient(stack.serviceBusConnectionString).getQueueRuntimeProperties(queue)).activeMessageCount;
+
+    // Finishes while the host closes: completed, nothing left.
+    const patient = await drainHost(60_000, 'finishes');
+    const closing = patient.close();
+    releases.get('finishes')!();
+    await closing;
+    expect(await active()).toBe(0);
+
+    // Still running when the grace period ends: abandoned, so it is on the queue again at once.
+    const hurried = await drainHost(100, 'lingers');
+    await hurried.close();
+    const receiver = sb.createReceiver(queue);
+    const [again] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 5000 });
+    expect(again?.messageId).toBe('lingers');
+    expect(again?.deliveryCount).toBe(1);
+    await receiver.completeMessage(again);
+    await receiver.close();
+    releases.get('lingers')!();
+    await sender.close();
   });
 });
 
