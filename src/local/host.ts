@@ -65,8 +65,9 @@ export interface LocalHostOptions {
    */
   settlement?: 'actions' | 'host';
   /**
-   * On close, how long invocations still running get to finish (default 30 s, within a one-minute
-   * lock); what has not settled by then is abandoned, so Service Bus hands it to another worker.
+   * On close, how long invocations still running get to finish (default 0: none; keep it within
+   * the lock, e.g. 30 s of a one-minute lock). What has not settled by then is abandoned, so
+   * Service Bus hands it to another worker at once rather than after its lock expires.
    */
   shutdownGraceMs?: number;
   /** Called after each Service Bus or timer invocation is settled (tests, progress). */
@@ -315,7 +316,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       const running = [...inFlight];
       if (running.length) {
         let timer: NodeJS.Timeout | undefined;
-        const grace = new Promise<void>((resolveGrace) => (timer = setTimeout(resolveGrace, options.shutdownGraceMs ?? 30_000)));
+        const grace = new Promise<void>((resolveGrace) => (timer = setTimeout(resolveGrace, options.shutdownGraceMs ?? 0)));
         await Promise.race([Promise.allSettled(running.map((r) => r.done)), grace]);
         clearTimeout(timer);
         await Promise.all(running.map((r) => r.abandonIfOpen()));
