@@ -25,7 +25,7 @@ const flags = program.opts<{ images: string; image: string; copyConcurrency: str
 async function main() {
   const count = Number(flags.images);
   const { layers, layerSize } = parseGenerateSpec(flags.image);
-  const stack = await startStack({ replicas: [], spareAccounts: ['newregion'], httpPort: 0, log: silentLogger, settings: { GEOREG_COPY_CONCURRENCY: flags.copyConcurrency } });
+  const stack = await startStack({ replicas: [], spareAccounts: ['newregion'], httpPort: 0, log: silentLogger, settings: { GEOREG_COPY_CONCURRENCY: flags.copyConcurrency, GEOREG_RECONCILE_SCHEDULE: '0 0 0 1 1 *' } });
   try {
     // Every image shares its first layer with the first image (a common base), the rest are its own.
     const images = Array.from({ length: count }, (_, i) =>
