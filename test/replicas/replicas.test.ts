@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdministrationClient } from '../../src/bus/admin';
 import { generated } from '../../src/cli/push-command';
@@ -9,6 +7,8 @@ import { startStack, type Stack } from '../../src/local/stack';
 import type { ReplicaView } from '../../src/replicas/admin-api';
 import { writeImage } from '../../src/registry/writer';
 import type { RegionStorage } from '../../src/storage/region-storage';
+import { runCli } from '../support/cli';
+import { eventually } from '../support/eventually';
 import { pushImage, settled } from '../support/pipeline';
 
 /**
@@ -17,8 +17,6 @@ import { pushImage, settled } from '../support/pipeline';
  * eastus from the settings; westeurope and northeurope are storage accounts waiting to be added.
  */
 
-const run = promisify(execFile);
-const CLI = join(__dirname, '../../bin/georeg.js');
 let stack: Stack;
 /** Jobs of a region are held here while its entry is set: the test sees Syncing before Ready. */
 const holds = new Map<string, Promise<void>>();
@@ -50,15 +48,9 @@ async function api(method: string, path: string, body?: unknown, headers: Record
   return { status: res.status, body: await res.json() };
 }
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` };
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env, cwd: join(__dirname, '../..') });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
+/** `georeg <args>` in-process against the stack, as a user runs it from the repository. */
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCli(args, { cwd: join(__dirname, '../..'), env: { ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` } });
 }
 
 async function show(name: string): Promise<ReplicaView> {
@@ -67,14 +59,8 @@ async function show(name: string): Promise<ReplicaView> {
   return res.body.replication;
 }
 
-async function until(name: string, statuses: string[], timeoutMs = 30_000): Promise<ReplicaView> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await show(name);
-    if (statuses.includes(v.status)) return v;
-    if (Date.now() > deadline) throw new Error(`${name} stayed ${v.status}: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function until(name: string, statuses: string[]): Promise<ReplicaView> {
+  return eventually(() => show(name), (v) => statuses.includes(v.status), { what: `${name} to become ${statuses.join(' or ')}` });
 }
 
 /** Every blob under the registry root, with link contents (data blobs by size). */
@@ -127,8 +113,8 @@ describe('replica management', () => {
       // Held jobs are locked, and Service Bus counts locked messages as active: three jobs pending.
       expect(syncing.pendingJobs).toBe(3);
       expect(syncing.deadLetters).toBe(0);
-      await new Promise((r) => setTimeout(r, 1100));
-      expect((await show('westeurope')).lagSeconds).toBeGreaterThanOrEqual(1);
+      // The lag grows while the jobs are held.
+      await expect.poll(async () => (await show('westeurope')).lagSeconds, { timeout: 10_000, interval: 200 }).toBeGreaterThanOrEqual(1);
     } finally {
       release();
       holds.delete('westeurope');
