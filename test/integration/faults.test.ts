@@ -1,7 +1,7 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replicationJobMessage, type PushJob } from '../../src/bus/messages';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startLocalHost, type LocalHost, type SettledInvocation } from '../../src/local/host';
 import { startStack, type Stack } from '../../src/local/stack';

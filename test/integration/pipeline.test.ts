@@ -1,6 +1,6 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';

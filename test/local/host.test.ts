@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import type { Logger } from '../../src/common/log';
 import type { SettledInvocation } from '../../src/local/host';
 import { functionRegistrations, type Registration } from '../../src/local/registrations';

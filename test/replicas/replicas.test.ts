@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdministrationClient } from '../../src/bus/admin';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import type { ReplicaView } from '../../src/replicas/admin-api';

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { createAdministrationClient } from '../../src/bus/admin';
-import { generated } from '../../src/cli/push-command';
+import { generated } from './images';
 import type { Stack } from '../../src/local/stack';
 import { EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
