@@ -23,6 +23,12 @@ const holds = new Map<string, Promise<void>>();
 /** Jobs of these regions fail every time (a transient error that never clears). */
 const outage = new Set<string>();
 
+const images = [
+  generated('shop/web', '1.0', { generate: { layers: 3, layerSize: 96 * 1024 }, seed: 'web-1' }),
+  generated('shop/web', '1.1', { generate: { layers: 3, layerSize: 96 * 1024 }, seed: 'web-2', seedBase: 'web-1', share: 2 }),
+  generated('shop/api', 'v2', { generate: { layers: 2, layerSize: 64 * 1024 }, platforms: 'linux/amd64,linux/arm64', seed: 'api' }),
+];
+
 beforeAll(async () => {
   stack = await startStack({
     replicas: ['eastus'],
@@ -37,6 +43,12 @@ beforeAll(async () => {
       },
     },
   });
+  // Three images at home and in eastus before any replica is created (back-fill and resync read them).
+  for (const image of images) {
+    const p = await pushImage(stack, image);
+    expect(p.jobs.map((j) => j.region)).toEqual(['eastus']);
+    await settled(stack, p.pushId, ['eastus']);
+  }
 }, 120_000);
 
 afterAll(async () => {
@@ -76,19 +88,8 @@ function storageOf(region: string): RegionStorage {
   return stack.runtime.registry.storageOf({ name: region, storage: { connectionString: stack.storageConnectionString(region) } });
 }
 
-const images = [
-  generated('shop/web', '1.0', { generate: { layers: 3, layerSize: 96 * 1024 }, seed: 'web-1' }),
-  generated('shop/web', '1.1', { generate: { layers: 3, layerSize: 96 * 1024 }, seed: 'web-2', seedBase: 'web-1', share: 2 }),
-  generated('shop/api', 'v2', { generate: { layers: 2, layerSize: 64 * 1024 }, platforms: 'linux/amd64,linux/arm64', seed: 'api' }),
-];
-
 describe('replica management', () => {
   it('creating a replica after three images exist back-fills exactly their blobs and links: Syncing, then Ready', async () => {
-    for (const image of images) {
-      const p = await pushImage(stack, image);
-      expect(p.jobs.map((j) => j.region)).toEqual(['eastus']);
-      await settled(stack, p.pushId, ['eastus']);
-    }
     let release!: () => void;
     holds.set('westeurope', new Promise<void>((r) => (release = r)));
     const created = await api('POST', '/replications', { name: 'westeurope', storage: stack.storageConnectionString('westeurope') });
@@ -283,7 +284,7 @@ describe('replica management', () => {
       const created = await api('POST', '/replications', { name: 'southindia', storage: stack.storageConnectionString('southindia') });
       expect(created.status, JSON.stringify(created.body)).toBe(201);
       const total = created.body.replication.sync.total.jobs;
-      expect(total).toBeGreaterThanOrEqual(5);
+      expect(total).toBeGreaterThanOrEqual(images.length);
       // Nothing reads the replica through the API from here: the record turns Failed by itself,
       // as the dead-letter trigger records each job Service Bus gives up on (MaxDeliveryCountExceeded).
       await expect.poll(async () => (await stack.runtime.registry.get('southindia'))?.status, { timeout: 60_000, interval: 100 }).toBe('Failed');
