@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdministrationClient } from '../../src/bus/admin';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { writeImage } from '../../src/registry/writer';
 import { startServe } from '../../src/cli/serve-command';
 import { inFolder, runCli, settingsUnset } from '../support/cli';

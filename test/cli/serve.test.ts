@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { readLocalSettingsValues } from '../../src/config/local-settings';
 import { regionStorageFrom } from '../../src/storage/region-storage';
 import { isSetting, runCli, settingsUnset } from '../support/cli';

@@ -1,12 +1,13 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replicationJobMessage, type PushJob } from '../../src/bus/messages';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startLocalHost, type LocalHost, type SettledInvocation } from '../../src/local/host';
 import { startStack, type Stack } from '../../src/local/stack';
 import { StatusStore } from '../../src/replication/status';
 import { DeadLetterLog } from '../support/dead-letters';
+import { eventually } from '../support/eventually';
 import { pushCorruptImage, pushImage, settled } from '../support/pipeline';
 
 /**
@@ -173,11 +174,7 @@ describe('faults', () => {
     await sender.close();
     // No push record for a job sent by hand: the job makes its region status itself.
     const statuses = new StatusStore(stack.runtime.state);
-    let r = await statuses.region('stale-plan', 'westeurope');
-    for (let i = 0; i < 200 && r?.state !== 'complete' && r?.state !== 'failed'; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      r = await statuses.region('stale-plan', 'westeurope');
-    }
+    const r = await eventually(() => statuses.region('stale-plan', 'westeurope'), (s) => s?.state === 'complete' || s?.state === 'failed', { what: 'the hand-sent job to finish in westeurope', timeout: 10_000 });
     expect(r!.state).toBe('complete');
     expect(r!.blobs.copied).toBe(1);
     expect((await westeurope.blobProperties(gone.digest))?.size).toBe(gone.size);

@@ -1,6 +1,6 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
@@ -9,7 +9,7 @@ import type { JobOutcome } from '../../src/replication/replicate';
 import { ProblemStore } from '../../src/replication/problems';
 import { StatusStore } from '../../src/replication/status';
 import { DeadLetterLog } from '../support/dead-letters';
-import { envelopeFor, notify as notifyStack, pushImage, settled as settledIn } from '../support/pipeline';
+import { drained, envelopeFor, notify as notifyStack, pushImage, settled as settledIn } from '../support/pipeline';
 
 const REPLICAS = ['eastus', 'westeurope'];
 let stack: Stack;
@@ -112,7 +112,8 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     expect(b.body.pushes[0].pushId).toBe(a.body.pushes[0].pushId);
     expect(b.body.pushes[0].duplicate).toBe(true);
     const regions = await settled(a.body.pushes[0].pushId);
-    await new Promise((r) => setTimeout(r, 1000)); // time for a second copy to be received, were there one
+    // Once the broker holds nothing for the regions, a second copy would have been handled.
+    await drained(stack, REPLICAS);
     const jobIds = a.body.pushes[0].jobs.map((j: { jobId: string }) => j.jobId);
     for (const jobId of jobIds) expect(outcomes.filter((o) => o.messageId === jobId)).toHaveLength(1);
     for (const r of regions) expect(r.attempts).toBe(1);

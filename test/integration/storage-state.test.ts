@@ -26,7 +26,7 @@ describe('StateStore', () => {
 
   it('create fails with a conflict when the document exists; get validates with the schema', async () => {
     const etag = await state.create('pushes/p1/push.json', { count: 0, by: [] });
-    expect(etag).toBeTruthy();
+    expect(etag).toMatch(/^"0x[0-9A-F]+"$/);
     await expect(state.create('pushes/p1/push.json', { count: 5, by: [] })).rejects.toBeInstanceOf(StateConflictError);
     const got = await state.get('pushes/p1/push.json', Counter);
     expect(got).toEqual({ value: { count: 0, by: [] }, etag });

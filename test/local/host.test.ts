@@ -1,20 +1,18 @@
-import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import type { Logger } from '../../src/common/log';
 import { createAdministrationClient } from '../../src/bus/admin';
 import { startLocalHost, type SettledInvocation } from '../../src/local/host';
 import { functionRegistrations, type Registration } from '../../src/local/registrations';
 import { startStack, type Stack } from '../../src/local/stack';
 import { runtime } from '../../src/runtime';
+import { runCli } from '../support/cli';
 import { pushImage, settled } from '../support/pipeline';
 
-const run = promisify(execFile);
 
 /**
  * The local host booted from what functions/ registers: every HTTP route answers from its
@@ -270,8 +268,8 @@ describe('HTTP hygiene', () => {
 
     const p = await pushImage(stack, generated('host/status', '1', { generate: { layers: 1, layerSize: 1024 }, seed: 'host-status' }));
     await settled(stack, p.pushId, REPLICAS);
-    const env = { ...process.env, ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` };
-    const { stdout } = await run(process.execPath, [join(__dirname, '../../bin/georeg.js'), 'status', p.pushId, '-o', 'json'], { env });
-    expect(JSON.parse(stdout)).toMatchObject({ pushId: p.pushId, state: 'complete' });
+    const status = await runCli(['status', p.pushId, '-o', 'json'], { cwd: join(__dirname, '../..'), env: { ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` } });
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ pushId: p.pushId, state: 'complete' });
   });
 });

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { runCli } from '../support/cli';
@@ -112,7 +112,7 @@ describe('georeg dlq', () => {
     const [queue] = await listed('--webhooks');
     const deliveryId = `${pushId}:eastus:dlqhook`;
     expect(queue.messages[0]).toMatchObject({ id: deliveryId, webhook: 'dlqhook', region: 'eastus', repository: 'dlq/hook', tag: '1' });
-    expect(queue.messages[0].reason).toBeTruthy();
+    expect(queue.messages[0].reason).toBe('MaxAttemptsExceeded');
 
     refusing = false;
     const redriven = await cli('dlq', 'redrive', '--webhooks', '--all');

@@ -1,6 +1,6 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import type { HttpOutput } from '../../src/common/http';
 import { silentLogger } from '../../src/common/log';
 import { loadSettings } from '../../src/config/settings';

@@ -115,21 +115,26 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
   it('renewal keeps a lock past its first expiry; an expired lock redelivers and its settlement fails', async () => {
     const sender = client.createSender('q');
     await sender.sendMessages([{ body: 'renewed' }, { body: 'lapsed' }]);
-    // The SDK renews locks by itself for five minutes unless told not to.
-    const receiver = client.createReceiver('q', { maxAutoLockRenewalDurationInMs: 0 });
-    const [kept, lapsed] = await receiver.receiveMessages(2, { maxWaitTimeInMs: 3000 });
+    // The SDK renews locks by itself (halfway through each) unless told not to: `kept` is renewed,
+    // `lapsed` is not. `lapsed` is received after `kept`, so its lock ends no sooner.
+    const renewing = client.createReceiver('q');
+    const lapsing = client.createReceiver('q', { maxAutoLockRenewalDurationInMs: 0 });
+    const [kept] = await renewing.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+    const [lapsed] = await lapsing.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+    expect([kept.body, lapsed.body]).toEqual(['renewed', 'lapsed']);
     const firstLock = kept.lockedUntilUtc!.getTime();
-    await sleep(1500);
-    const renewed = await receiver.renewMessageLock(kept);
-    expect(renewed.getTime()).toBeGreaterThan(firstLock);
-    await sleep(1000); // past the first lock (2 s), within the renewed one
-    await receiver.completeMessage(kept);
-    await expect(receiver.completeMessage(lapsed)).rejects.toMatchObject({ code: 'MessageLockLost' });
-    const [again] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+    // An explicit renewal answers a later lock.
+    await expect.poll(async () => (await renewing.renewMessageLock(kept)).getTime()).toBeGreaterThan(firstLock);
+    // The broker redelivers `lapsed` once its lock has expired: by then `kept`'s first lock has too.
+    const [again] = await lapsing.receiveMessages(1, { maxWaitTimeInMs: 15_000 });
     expect(again.body).toBe('lapsed');
     expect(again.deliveryCount).toBe(1);
-    await receiver.completeMessage(again);
-    await Promise.all([sender.close(), receiver.close()]);
+    expect(Date.now()).toBeGreaterThan(firstLock);
+    await renewing.completeMessage(kept);
+    await expect(lapsing.completeMessage(lapsed)).rejects.toMatchObject({ code: 'MessageLockLost' });
+    await lapsing.completeMessage(again);
+    expect(emulator.counts('q').active).toBe(0);
+    await Promise.all([sender.close(), renewing.close(), lapsing.close()]);
   });
 
   it('max delivery count dead-letters with MaxDeliveryCountExceeded', async () => {
@@ -188,7 +193,7 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
   it('dead-letters an expired message where the entity says so', async () => {
     const sender = client.createSender('ttl');
     await sender.sendMessages({ body: 'stale' });
-    await sleep(1200);
+    await sleep(1200); // past the entity's time to live (1 s): expiry is the clock's doing
     const receiver = client.createReceiver('ttl');
     expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toHaveLength(0);
     const dlq = client.createReceiver('ttl', { subQueueType: 'deadLetter' });
@@ -236,8 +241,8 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
     });
     expect(seen.size).toBe(total);
     expect([...seen.values()].every((n) => n === 1)).toBe(true);
-    await sleep(200);
-    expect(emulator.counts('load').active).toBe(0);
+    // The last completions of other receivers may still be on their way to the broker.
+    await expect.poll(() => emulator.counts('load').active).toBe(0);
     await Promise.all([...senders, ...receivers].map((x) => x.close()));
   });
 
@@ -260,8 +265,8 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
       );
     });
     expect(received).toBe(total);
-    await sleep(100);
-    expect(emulator.counts('load').active).toBe(0);
+    // The last completions of other receivers may still be on their way to the broker.
+    await expect.poll(() => emulator.counts('load').active).toBe(0);
     await Promise.all([sender.close(), receiver.close()]);
   });
 

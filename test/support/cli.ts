@@ -1,4 +1,5 @@
 import { vi } from 'vitest';
+import { ExitCode } from '../../src/cli/exit';
 import { run } from '../../src/cli/main';
 
 /**
@@ -10,11 +11,19 @@ export async function runCli(args: string[], options: Folder): Promise<{ code: n
   const out: string[] = [];
   const err: string[] = [];
   const line = (sink: string[]) => (...a: unknown[]) => void sink.push(a.map(String).join(' '));
+  const chunk = (sink: string[]) => (text: string | Uint8Array) => (sink.push(String(text).replace(/\n$/, '')), true);
   const spies = [
     vi.spyOn(console, 'log').mockImplementation(line(out)),
     vi.spyOn(console, 'info').mockImplementation(line(out)),
     vi.spyOn(console, 'warn').mockImplementation(line(err)),
     vi.spyOn(console, 'error').mockImplementation(line(err)),
+    // Commander writes usage errors and help to the streams itself, then calls process.exit:
+    // captured, and the exit becomes the code run() returns, as a spawned CLI's would be.
+    vi.spyOn(process.stdout, 'write').mockImplementation(chunk(out)),
+    vi.spyOn(process.stderr, 'write').mockImplementation(chunk(err)),
+    vi.spyOn(process, 'exit').mockImplementation((code) => {
+      throw new ExitCode(Number(code ?? 0));
+    }),
   ];
   try {
     const code = await inFolder(options, () => run(['node', 'georeg', ...args]));

@@ -1,9 +1,11 @@
 import { expect } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { createAdministrationClient } from '../../src/bus/admin';
+import { generated } from './images';
 import type { Stack } from '../../src/local/stack';
 import { EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { isFinished, StatusStore, type RegionStatus } from '../../src/replication/status';
+import { eventually } from './eventually';
 
 /** Test helpers over a running local stack: push like a registry does, wait for regions to settle. */
 
@@ -55,12 +57,29 @@ export async function pushCorruptImage(stack: Stack, repository: string, seed: s
 /** Waits until each of `regions` is finished (complete, superseded or failed) for the push. */
 export async function settled(stack: Stack, pushId: string, regions: readonly string[], timeoutMs = 30_000): Promise<RegionStatus[]> {
   const store = new StatusStore(stack.runtime.state);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await store.push(pushId);
-    const mine = found?.regions.filter((r) => regions.includes(r.region)) ?? [];
-    if (mine.length === regions.length && mine.every((r) => isFinished(r.state))) return mine;
-    if (Date.now() > deadline) throw new Error(`push ${pushId} did not settle: ${JSON.stringify(found?.regions.map((r) => [r.region, r.state]))}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const mine = async () => ((await store.push(pushId))?.regions ?? []).filter((r) => regions.includes(r.region));
+  return eventually(mine, (found) => found.length === regions.length && found.every((r) => isFinished(r.state)), { what: `push ${pushId} to settle in ${regions.join(', ')}`, timeout: timeoutMs });
+}
+
+/**
+ * Waits until the broker holds nothing for these regions' replication subscriptions and the
+ * webhook queue: no message waiting, locked (in a handler) or scheduled (a retry). Subscriptions
+ * are read first: a job sends its deliveries before it settles, so once its subscription is empty
+ * every delivery it made is already in the queue. After this, nothing more can arrive.
+ */
+export async function drained(stack: Stack, regions: readonly string[], timeoutMs = 30_000): Promise<void> {
+  const admin = createAdministrationClient(stack.serviceBusConnectionString);
+  const { replicationTopic, webhookQueue } = stack.settings.serviceBus;
+  const held = async () => {
+    const counts: Record<string, number> = {};
+    for (const region of regions) {
+      const p = await admin.getSubscriptionRuntimeProperties(replicationTopic, region);
+      counts[`${replicationTopic}/${region}`] = p.activeMessageCount;
+    }
+    counts[`${replicationTopic} (scheduled)`] = (await admin.getTopicRuntimeProperties(replicationTopic)).scheduledMessageCount;
+    const q = await admin.getQueueRuntimeProperties(webhookQueue);
+    counts[webhookQueue] = q.activeMessageCount + q.scheduledMessageCount;
+    return counts;
+  };
+  await eventually(held, (counts) => Object.values(counts).every((n) => n === 0), { what: 'the broker to hold no job or delivery', timeout: timeoutMs });
 }

@@ -57,7 +57,7 @@ describe('webhook target safety', () => {
   it('refuses private and loopback targets unless allowed, naming the setting', () => {
     for (const uri of ['http://127.0.0.1:8080/', 'http://10.0.0.5/', 'http://[::1]/', 'http://192.168.0.10/', 'http://localhost:3000/']) {
       expect(() => checkServiceUri(uri, false), uri).toThrow(/GEOREG_WEBHOOK_ALLOW_PRIVATE/);
-      expect(checkServiceUri(uri, true)).toBeTruthy();
+      expect(checkServiceUri(uri, true)).toBe(new URL(uri).toString());
     }
   });
 

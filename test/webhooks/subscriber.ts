@@ -57,14 +57,14 @@ export async function startSubscriber(options: { answer?: (index: number, req: R
     url: `http://127.0.0.1:${port}/hook`,
     received,
     async waitFor(count, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (received.length < count) {
-        if (Date.now() > deadline) throw new Error(`subscriber got ${received.length} of ${count} expected request(s)`);
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          setTimeout(resolve, 200);
-        });
-      }
+      // Each request wakes the waiters; the deadline is the only timer.
+      if (received.length >= count) return received;
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve, reject) => {
+        const check = () => (received.length >= count ? resolve() : waiters.push(check));
+        waiters.push(check);
+        timer = setTimeout(() => reject(new Error(`subscriber got ${received.length} of ${count} expected request(s)`)), timeoutMs);
+      }).finally(() => clearTimeout(timer));
       return received;
     },
     async close() {

@@ -1,6 +1,6 @@
 import { ServiceBusClient, type ServiceBusReceivedMessage } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generated } from '../../src/cli/push-command';
+import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteEnvelope } from '../../src/notifications/sender';
@@ -8,11 +8,10 @@ import { deleteManifest, deleteTag } from '../../src/registry/writer';
 import type { ImageToWrite } from '../../src/registry/writer';
 import type { JobOutcome } from '../../src/replication/replicate';
 import type { RegionStatus } from '../../src/replication/status';
-import type { DeliveryOutcome } from '../../src/webhooks/deliver';
 import { verifySignature } from '../../src/webhooks/signature';
 import { WebhookStore } from '../../src/webhooks/store';
 import { DeadLetterLog } from '../support/dead-letters';
-import { notify as notifyStack, pushImage, settled as settledIn, type AcceptedPush } from '../support/pipeline';
+import { drained, notify as notifyStack, pushImage, settled as settledIn, type AcceptedPush } from '../support/pipeline';
 import { startSubscriber, type Received, type Subscriber } from './subscriber';
 
 /**
@@ -28,7 +27,6 @@ let sbAdmin: ServiceBusClient;
 const subscribers: Subscriber[] = [];
 const jobs: Array<{ region: string; messageId: string; outcome: JobOutcome | { outcome: 'abandoned'; error: string } }> = [];
 const deadLetters = new DeadLetterLog();
-const deliveries: Array<{ messageId: string; webhook: string; outcome: DeliveryOutcome | { outcome: 'abandoned'; error: string } }> = [];
 
 beforeAll(async () => {
   stack = await startStack({
@@ -43,7 +41,6 @@ beforeAll(async () => {
     },
     host: {
       onJob: (region, outcome, message) => jobs.push({ region, messageId: String(message.messageId), outcome }),
-      onDelivery: (outcome, message) => deliveries.push({ messageId: String(message.messageId), webhook: String(message.applicationProperties?.webhook), outcome }),
       onSettled: deadLetters.onSettled,
     },
   });
@@ -83,13 +80,8 @@ async function notify(envelope: unknown) {
 const push = (image: ImageToWrite) => pushImage(stack, image);
 const settled = (pushId: string): Promise<RegionStatus[]> => settledIn(stack, pushId, REPLICAS);
 
-/** Every delivery message for these webhooks has been settled, and a moment more for anything late. */
-async function quiet(webhooks: string[], ms = 800) {
-  await new Promise((r) => setTimeout(r, ms));
-  const deadline = Date.now() + 10_000;
-  // A delivery rescheduled and not yet re-attempted shows up as a rescheduled outcome as the last one.
-  while (webhooks.some((w) => deliveries.filter((d) => d.webhook === w).at(-1)?.outcome.outcome === 'rescheduled') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-}
+/** Nothing more can be delivered: every job and delivery, retries included, has been settled. */
+const quiet = () => drained(stack, REPLICAS);
 
 /** The delivery for `webhook` that the webhook queue's dead-letter trigger handled. */
 async function deadLettered(webhook: string, timeoutMs = 15_000): Promise<ServiceBusReceivedMessage> {
@@ -124,7 +116,7 @@ describe('regional webhooks', () => {
     const p = await push(image);
     for (const region of REPLICAS) await subs[region].waitFor(1);
     await settled(p.pushId);
-    await quiet(REPLICAS.map((r) => `first${r}`));
+    await quiet();
     for (const region of REPLICAS) {
       const got = subs[region].received;
       expect(got).toHaveLength(1);
@@ -154,7 +146,7 @@ describe('regional webhooks', () => {
     await s.tags1.waitFor(1);
     await s.latest.waitFor(1);
     await s.nested.waitFor(1);
-    await quiet(['scopetags1', 'scopelatest', 'scopeother', 'scopedeletes', 'scopenested']);
+    await quiet();
     expect(s.tags1.received.map((r) => r.json.target.tag)).toEqual(['1.2']);
     expect(s.latest.received.map((r) => r.json.target.tag)).toEqual(['latest']);
     expect(s.nested.received.map((r) => r.json.target.tag)).toEqual(['latest']);
@@ -169,7 +161,7 @@ describe('regional webhooks', () => {
     await createWebhook({ name: 'statusoff', region: 'eastus', serviceUri: off.url, scope: 'stat/web:*', status: 'disabled' });
     await settled((await push(generated('stat/web', 'a', { generate: { layers: 1, layerSize: 100 }, seed: 'stat-a' }))).pushId);
     await on.waitFor(1);
-    await quiet(['statuson', 'statusoff']);
+    await quiet();
     expect(off.received).toHaveLength(0);
     const updated = await api('PATCH', '/statusoff', { status: 'enabled' });
     expect(updated.status, updated.text).toBe(200);
@@ -221,7 +213,7 @@ describe('regional webhooks', () => {
     await createWebhook({ name: 'retry500ok', region: 'eastus', serviceUri: s.url, scope: 'retry/web:*' });
     await push(generated('retry/web', 'x', { generate: { layers: 1, layerSize: 100 }, seed: 'retry' }));
     const got = await s.waitFor(2);
-    await quiet(['retry500ok']);
+    await quiet();
     expect(got).toHaveLength(2);
     expect(got[1].json.id).toBe(got[0].json.id);
     expect(got.map((r) => header(r, 'x-georeg-attempt'))).toEqual(['1', '2']);
@@ -292,7 +284,7 @@ describe('regional webhooks', () => {
     await createWebhook({ name: 'slowhook', region: 'eastus', serviceUri: s.url, scope: 'slow/web:*' });
     await push(generated('slow/web', 'x', { generate: { layers: 1, layerSize: 100 }, seed: 'slow' }));
     await s.waitFor(2);
-    await quiet(['slowhook']);
+    await quiet();
     const events = (await api('GET', '/slowhook/events')).body.events;
     expect(events.map((e: any) => [e.attempt, e.outcome, e.statusCode ?? null])).toEqual([
       [2, 'delivered', 204],
@@ -316,10 +308,9 @@ describe('regional webhooks', () => {
       await sender.sendMessages({ body, messageId: `${job.jobId}:${suffix}`, applicationProperties: { region: 'eastus', action: 'push', repository: 'redel/web' } });
     }
     await sender.close();
-    const deadline = Date.now() + 15_000;
-    while (jobs.filter((o) => o.messageId.startsWith(`${job.jobId}:`)).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await expect.poll(() => jobs.filter((o) => o.messageId.startsWith(`${job.jobId}:`)).length, { timeout: 15_000 }).toBe(2);
     for (const o of jobs.filter((j) => j.messageId.startsWith(`${job.jobId}:`))) expect(o.outcome).toMatchObject({ outcome: 'completed', alreadyComplete: true });
-    await quiet(['redeliver1']);
+    await quiet();
     expect(s.received).toHaveLength(1);
   });
 
