@@ -311,17 +311,22 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
       { autoCompleteMessages: false, maxConcurrentCalls: options.maxConcurrentCalls ?? 4 },
     );
     // Stopping: no new messages; what runs gets the grace period to finish, then goes back to the queue.
+    // The SDK's close waits for a running handler, which may sit in storage retries for minutes
+    // (a region whose storage is down): the stop abandons what runs instead, and bounds each close.
     const stop = async () => {
-      await subscription.close();
+      const closing = subscription.close();
       const running = [...inFlight];
       if (running.length) {
         let timer: NodeJS.Timeout | undefined;
         const grace = new Promise<void>((resolveGrace) => (timer = setTimeout(resolveGrace, options.shutdownGraceMs ?? 0)));
         await Promise.race([Promise.allSettled(running.map((r) => r.done)), grace]);
         clearTimeout(timer);
-        await Promise.all(running.map((r) => r.abandonIfOpen()));
+        // Bounded too: an abandon can go unanswered while the handler's own settlement is in flight;
+        // an unsettled message returns to the queue when its lock runs out anyway.
+        await Promise.all(running.map((r) => atMost(CLOSE_WAIT_MS, r.abandonIfOpen())));
       }
-      await receiver.close();
+      await atMost(CLOSE_WAIT_MS, closing);
+      await atMost(CLOSE_WAIT_MS, receiver.close());
     };
     receiving.push({ registration, region, entity, receiver, stop });
   };
@@ -567,4 +572,14 @@ function refuse(req: IncomingMessage, res: ServerResponse, out: HttpOutput): voi
 function send(res: ServerResponse, out: HttpOutput): void {
   res.writeHead(out.status, { 'Content-Type': 'application/json', ...out.headers });
   res.end(JSON.stringify(out.jsonBody));
+}
+
+/** How long a stop waits for the SDK to close a receiver before going on without it. */
+const CLOSE_WAIT_MS = 5_000;
+
+/** Waits for `promise`, or `ms` at most (its outcome is then ignored). */
+async function atMost(ms: number, promise: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
