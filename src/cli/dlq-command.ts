@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { DeadLetterQueueView } from '../ops/dlq-api';
 import type { SettleResult } from '../ops/dlq';
-import { adminCall } from './target';
+import { adminCall, apiOptions } from './target';
 
 /**
  * `georeg dlq list|redrive|discard`: the dead letters of each replica region's subscription and of
@@ -21,12 +21,9 @@ interface Flags {
 export function registerDlqCommands(program: Command): void {
   const dlq = program.command('dlq').description('dead-lettered replication jobs and webhook deliveries: list, redrive, discard');
   const common = (c: Command) =>
-    c
+    apiOptions(c)
       .option('--region <region>', 'the dead letters of this replica region')
-      .option('--webhooks', 'the dead letters of the webhook delivery queue')
-      .option('--url <api>', 'API base URL (default: the running local stack, or GEOREG_API_URL)')
-      .option('--key <function-key>', 'function key for the admin API in Azure')
-      .option('-o, --output <format>', 'table or json', 'table');
+      .option('--webhooks', 'the dead letters of the webhook delivery queue');
 
   common(dlq.command('list').description('dead letters with reason, description, job and age (every queue unless --region or --webhooks)')).action(async (flags: Flags) => {
     if (flags.region && flags.webhooks) throw new Error('give --region <region> or --webhooks, not both');

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ReplicaView } from '../replicas/admin-api';
-import { adminCall } from './target';
+import { adminCall, apiOptions } from './target';
 
 /**
  * `georeg replication create|list|show|update|delete|resync`, as `az acr replication` has them,
@@ -23,11 +23,7 @@ interface RegionFlags extends CommonFlags {
 
 export function registerReplicationCommands(program: Command): void {
   const replication = program.command('replication').description('replica regions: create (with back-fill), list, show, update, delete, resync');
-  const common = (c: Command) =>
-    c
-      .option('--url <api>', 'API base URL (default: GEOREG_API_URL, the running local stack, or http://127.0.0.1:7071/api)')
-      .option('--key <function-key>', 'function key for the admin API in Azure')
-      .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'));
+  const common = apiOptions;
   const region = (c: Command) =>
     c
       .option('-r, --region <name>', 'the replica region, e.g. eastus')

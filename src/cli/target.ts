@@ -1,3 +1,4 @@
+import { Option, type Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireSettingsPresent, settingsEnvironment } from '../config/local-settings';
@@ -125,4 +126,12 @@ export function parseGenerateSpec(spec: string): { layers: number; layerSize: nu
   if (layers < 1 || layers > 1000) throw new Error(`--generate "${spec}": 1 to 1000 layers`);
   if (layerSize < 1) throw new Error(`--generate "${spec}": a layer needs at least 1 byte`);
   return { layers, layerSize };
+}
+
+/** The flags every admin command takes: where the API is, Azure's function key, and the output format. */
+export function apiOptions(c: Command): Command {
+  return c
+    .option('--url <api>', 'API base URL (default: GEOREG_API_URL, the running local stack, or http://127.0.0.1:7071/api)')
+    .option('--key <function-key>', 'function key for the admin API in Azure')
+    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'));
 }

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { DeliveryAttempt } from '../webhooks/store';
 import type { WebhookView } from '../webhooks/definition';
-import { adminCall } from './target';
+import { adminCall, apiOptions } from './target';
 
 /**
  * `georeg webhook create|list|show|update|delete|ping|list-events`, as `az acr webhook` has them,
@@ -27,11 +27,7 @@ interface DefinitionFlags extends CommonFlags {
 
 export function registerWebhookCommands(program: Command): void {
   const webhook = program.command('webhook').description('regional webhooks: fired when a push or delete is complete in their region');
-  const common = (c: Command) =>
-    c
-      .option('--url <api>', 'API base URL (default: GEOREG_API_URL, the running local stack, or http://127.0.0.1:7071/api)')
-      .option('--key <function-key>', 'function key for the admin API in Azure')
-      .option('-o, --output <format>', 'table or json', 'table');
+  const common = apiOptions;
   const definition = (c: Command) =>
     c
       .option('--uri <service-uri>', 'the subscriber URL (http or https)')
