@@ -4,7 +4,7 @@ import { replicationJobMessage, sendInBatches, type DeleteJob, type PushJob, typ
 import type { Logger } from '../common/log';
 import { forEachLimit } from '../common/pool';
 import type { Settings } from '../config/settings';
-import { claimCheckIfLarge, planPushJob, readImage } from '../replication/push';
+import { claimCheckIfLarge, planPushJob, pushRecordFor, readImage } from '../replication/plan';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from '../replication/status';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
@@ -146,18 +146,7 @@ async function planTag(t: { repository: string; tag: string; digest: string; i: 
   const pushId = `${kind === 'backfill' ? 'bf' : 'rs'}-${operationId}-${t.i}`;
   const { job, status, summary, plan } = await planPushJob({ image, storage: target, pushId, eventId: pushId, region, repository: t.repository, tag: t.tag, concurrency: 4 });
   const links = await missingLinks(plan, t, target);
-  const record: PushRecord = {
-    pushId,
-    eventId: pushId,
-    action: 'push',
-    repository: t.repository,
-    tag: t.tag,
-    digest: image.root.digest,
-    mediaType: image.root.mediaType,
-    size: image.root.size,
-    createdAt: new Date().toISOString(),
-    regions: [summary],
-  };
+  const record = pushRecordFor({ pushId, eventId: pushId, repository: t.repository, tag: t.tag, image, regions: [summary] });
   return { ...base, job, status, record, missing: { blobs: summary.missingBlobs, bytes: summary.missingBytes, links } };
 }
 

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
-import { replicationJobMessage, sendInBatches, type DeleteJob, type DescriptorRef, type PushJob, type ReplicationJob, type ReplicationPlan, type RequestInfo } from '../bus/messages';
+import { replicationJobMessage, sendInBatches, type DeleteJob, type ReplicationJob, type RequestInfo } from '../bus/messages';
 import { secretMatches, type HttpOutput } from '../common/http';
 import type { Logger } from '../common/log';
 import { forEachLimit } from '../common/pool';
@@ -8,13 +7,11 @@ import type { Settings } from '../config/settings';
 import { EnvelopeError, parseEnvelope, type ClassifiedEvent, type NotificationEvent } from '../notifications/envelope';
 import { DigestMismatchError } from '../oci/digest';
 import { ManifestError } from '../oci/manifest';
-import { walkReferences } from '../oci/references';
-import { statePaths } from '../storage/paths';
 import { BlobNotFoundError, type RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
-import { missingBytes, planDescriptors, planRegion, type ImageReferences } from './plan';
+import { claimCheckIfLarge, jobIdFor, planImagePush, pushIdFor, readImage, type Image } from './plan';
 import { ProblemStore } from './problems';
-import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from './status';
+import { StatusStore, type PushRecord } from './status';
 import { inSpan } from '../telemetry/trace';
 
 /**
@@ -146,7 +143,7 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
       `manifest ${digest} of ${repository} is not in the home region's storage (${deps.settings.homeRegion.name}, container "${deps.settings.registry.container}", root "${deps.settings.registry.root}"): if every push says this, GEOREG_REGISTRY_ROOT is wrong (run \`georeg doctor\`); else the manifest was deleted before georeg saw the push`,
     );
   }
-  let image: ImageReferences & { root: DescriptorRef };
+  let image: Image;
   try {
     image = await readImage(deps.home, digest, event.mediaType);
   } catch (e) {
@@ -156,70 +153,7 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
     throw e;
   }
   const pushId = pushIdFor(event.event.id);
-  const planned = await Promise.all(
-    [...replicas].map(([region, storage]) =>
-      planPushJob({ image, storage, pushId, eventId: event.event.id, region, repository, tag, request: requestInfo(event.event), concurrency: deps.settings.copyConcurrency }),
-    ),
-  );
-  const record: PushRecord = {
-    pushId,
-    eventId: event.event.id,
-    action: 'push',
-    repository,
-    tag,
-    digest,
-    mediaType: image.root.mediaType,
-    size: image.root.size,
-    createdAt: new Date().toISOString(),
-    request: requestInfo(event.event),
-    regions: planned.map((p) => p.summary),
-  };
-  return { record, jobs: planned.map((p) => p.job) };
-}
-
-/** An image's manifests (children first, the root last), configs and layers, read from home storage. */
-export async function readImage(home: RegionStorage, digest: string, mediaType?: string): Promise<ImageReferences & { root: DescriptorRef }> {
-  const graph = await walkReferences(digest, async (d) => ({ bytes: await home.readBlob(d), mediaType: d === digest ? mediaType : undefined }));
-  return { manifests: graph.manifests, blobs: graph.blobs, foreign: graph.foreign, root: graph.manifests[graph.manifests.length - 1] };
-}
-
-/** One region's job for an image: the layer diff against what the region holds now, and its pending status. */
-export async function planPushJob(input: {
-  image: ImageReferences & { root: DescriptorRef };
-  storage: RegionStorage;
-  pushId: string;
-  eventId: string;
-  region: string;
-  repository: string;
-  tag?: string;
-  request?: RequestInfo;
-  sync?: PushJob['sync'];
-  concurrency: number;
-}): Promise<{ job: PushJob; status: RegionStatus; summary: PushRecord['regions'][number]; plan: ReplicationPlan }> {
-  const { image, pushId, region, repository, tag } = input;
-  const all = planDescriptors({ ...image, missing: [] });
-  const plan = planRegion(image, await input.storage.hasBlobs(all.map((d) => d.digest), input.concurrency));
-  // Equal to jobIdFor(eventId, region) for a notification's push.
-  const jobId = `${pushId}:${region}`;
-  const planned = { blobs: plan.missing.length, bytes: missingBytes(plan) };
-  const total = { blobs: all.length, bytes: all.reduce((s, d) => s + d.size, 0) };
-  const job: PushJob = {
-    version: 1,
-    jobId,
-    pushId,
-    eventId: input.eventId,
-    region,
-    repository,
-    createdAt: new Date().toISOString(),
-    request: input.request,
-    action: 'push',
-    tag,
-    manifest: image.root,
-    plan: { inline: plan },
-    ...(input.sync ? { sync: input.sync } : {}),
-  };
-  const status = newRegionStatus({ pushId, region, jobId, action: 'push', repository, tag, digest: image.root.digest, total, planned, foreign: image.foreign });
-  return { job, status, summary: { region, jobId, missingBlobs: planned.blobs, missingBytes: planned.bytes }, plan };
+  return planImagePush({ image, replicas, pushId, eventId: event.event.id, repository, tag, request: requestInfo(event.event), concurrency: deps.settings.copyConcurrency });
 }
 
 function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, replicas: ReadonlyMap<string, RegionStorage>): Prepared {
@@ -236,25 +170,7 @@ function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, repl
   return { record, jobs };
 }
 
-export async function claimCheckIfLarge(job: ReplicationJob, deps: Pick<PushDeps, 'settings' | 'state'>): Promise<ReplicationJob> {
-  if (job.action !== 'push' || !('inline' in job.plan)) return job;
-  const size = Buffer.byteLength(JSON.stringify(job));
-  if (size <= deps.settings.maxInlinePlanBytes) return job;
-  const blobName = statePaths.plan(job.pushId, job.region);
-  await deps.state.put(blobName, job.plan.inline);
-  return { ...job, plan: { blobName } };
-}
-
 function requestInfo(event: NotificationEvent): RequestInfo | undefined {
   const r = event.request;
   return r ? { id: r.id, host: r.host, method: r.method, useragent: r.useragent } : undefined;
-}
-
-/** Deterministic from the event id, so a duplicate notification maps to the same push and jobs. */
-export function pushIdFor(eventId: string): string {
-  return /^[A-Za-z0-9-]{1,64}$/.test(eventId) ? eventId : `h-${createHash('sha256').update(eventId).digest('hex').slice(0, 40)}`;
-}
-
-export function jobIdFor(eventId: string, region: string): string {
-  return `${pushIdFor(eventId)}:${region}`;
 }

@@ -9,7 +9,7 @@ import type { ReplicaRegistry } from '../replicas/registry';
 import { statePaths } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
-import { claimCheckIfLarge, planPushJob, readImage } from './push';
+import { claimCheckIfLarge, planPushJob, pushRecordFor, readImage } from './plan';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from './status';
 
 /**
@@ -223,19 +223,7 @@ async function preparePush(region: string, target: RegionStorage, w: { repositor
   requests.reads += image.manifests.length;
   const planned = await planPushJob({ image, storage: target, pushId, eventId: pushId, region, repository: w.repository, tag: w.tag, concurrency: 4 });
   requests.reads += planned.plan.blobs.length + planned.plan.manifests.length;
-  const record: PushRecord = {
-    pushId,
-    eventId: pushId,
-    action: 'push',
-    repository: w.repository,
-    tag: w.tag,
-    digest: w.digest,
-    mediaType: image.root.mediaType,
-    size: image.root.size,
-    createdAt: new Date().toISOString(),
-    regions: [planned.summary],
-  };
-  return { job: planned.job, status: planned.status, record };
+  return { job: planned.job, status: planned.status, record: pushRecordFor({ pushId, eventId: pushId, repository: w.repository, tag: w.tag, image, regions: [planned.summary] }) };
 }
 
 function prepareDelete(region: string, w: { repository: string; tag: string; digest: string }, pushId: string): Prepared {

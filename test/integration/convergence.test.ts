@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteEnvelope } from '../../src/notifications/sender';
 import { deleteManifest, deleteTag, writeImage, type ImageToWrite } from '../../src/registry/writer';
-import { readImage } from '../../src/replication/push';
+import { readImage } from '../../src/replication/plan';
 import { ProblemStore } from '../../src/replication/problems';
 import type { JobOutcome } from '../../src/replication/replicate';
 import { isFinished, StatusStore } from '../../src/replication/status';

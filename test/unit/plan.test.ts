@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { digestOf } from '../../src/oci/digest';
-import { missingBytes, planDescriptors, planRegion, type ImageReferences } from '../../src/replication/plan';
+import { missingBytes, planDescriptors, planRegion, pushJobFor, pushRecordFor, type ImageReferences } from '../../src/replication/plan';
 
 const d = (name: string, size: number, mediaType = 'application/vnd.oci.image.layer.v1.tar+gzip') => ({ digest: digestOf(name), size, mediaType });
 
@@ -48,5 +48,22 @@ describe('planRegion (the layer diff)', () => {
     const plan = planRegion({ ...image, foreign: [foreign] }, new Map());
     expect(plan.foreign).toEqual([foreign]);
     expect(plan.missing).not.toContain(foreign.digest);
+  });
+});
+
+describe('pushJobFor / pushRecordFor (image → region plan → job)', () => {
+  const rooted = { ...image, root: manifest };
+
+  it("a region's job carries its diff, and its pending status counts what is missing against the whole image", () => {
+    const { job, status, summary } = pushJobFor({ image: rooted, pushId: 'p1', eventId: 'e1', region: 'westus', repository: 'app', tag: 'v1' }, new Map([[base.digest, 1000]]));
+    expect(job).toMatchObject({ jobId: 'p1:westus', action: 'push', tag: 'v1', manifest, plan: { inline: { missing: [app.digest, config.digest, manifest.digest] } } });
+    expect(summary).toEqual({ region: 'westus', jobId: 'p1:westus', missingBlobs: 3, missingBytes: 650 });
+    expect(status).toMatchObject({ state: 'pending', digest: manifest.digest, blobs: { total: 4, planned: 3 }, bytes: { total: 1650, planned: 650 } });
+  });
+
+  it("the push's record names the image's root and every region's job", () => {
+    const a = pushJobFor({ image: rooted, pushId: 'p1', eventId: 'e1', region: 'westus', repository: 'app', tag: 'v1' }, new Map());
+    const record = pushRecordFor({ pushId: 'p1', eventId: 'e1', repository: 'app', tag: 'v1', image: rooted, regions: [a.summary] });
+    expect(record).toMatchObject({ action: 'push', digest: manifest.digest, mediaType: manifest.mediaType, size: 400, regions: [{ region: 'westus', missingBlobs: 4 }] });
   });
 });
