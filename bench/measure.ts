@@ -1,6 +1,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { ServiceBusReceivedMessage } from '@azure/service-bus';
+import { BlobClient, BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import type { DescriptorRef } from '../src/bus/messages';
 import { forEachLimit } from '../src/common/pool';
 import type { Stack } from '../src/local/stack';
@@ -107,7 +108,7 @@ export async function listMissing(stack: Stack, regions: readonly string[], imag
     regions.map(async (region) => {
       const storage = stack.runtime.regions.get(region)!;
       const present = new Map<string, number>();
-      for await (const item of storage.container.listBlobsFlat()) present.set(item.name, item.properties.contentLength ?? 0);
+      for await (const item of rawContainer(stack, region, stack.settings.registry.container).listBlobsFlat()) present.set(item.name, item.properties.contentLength ?? 0);
       out.set(region, images.map((image) => descriptorsOf(image).filter((d) => present.get(storage.layout.blobData(d.digest)) !== d.size)));
     }),
   );
@@ -196,15 +197,24 @@ export async function freshTargets(stack: Stack, regions: readonly string[], con
   const out = new Map<string, RegionStorage>();
   for (const region of regions) {
     const storage = regionStorageFrom({ region, connectionString: stack.storageConnectionString(region), container, root: stack.settings.registry.root });
-    await storage.container.deleteIfExists();
+    const raw = rawContainer(stack, region, container);
+    await raw.deleteIfExists();
     await storage.ensureContainer();
     out.set(region, storage);
+    containers.set(storage, raw);
   }
   return out;
 }
 
 export async function dropTargets(targets: Map<string, RegionStorage>): Promise<void> {
-  await Promise.all([...targets.values()].map((t) => t.container.deleteIfExists()));
+  await Promise.all([...targets.values()].map((t) => containers.get(t)?.deleteIfExists()));
+}
+
+/** The containers freshTargets made, for dropTargets (RegionStorage keeps its container to itself). */
+const containers = new WeakMap<RegionStorage, ContainerClient>();
+
+function rawContainer(stack: Stack, region: string, container: string): ContainerClient {
+  return BlobServiceClient.fromConnectionString(stack.storageConnectionString(region)).getContainerClient(container);
 }
 
 /** The raw limit for one image: each region's missing blobs through copyBlobs(), regions in parallel. */
@@ -239,7 +249,8 @@ export async function naiveCopy(
     [...targets].map(async ([region, target]) => {
       let moved = 0;
       await forEachLimit(blobs, options.concurrency, async (d) => {
-        const data = await home.blobClient(d.digest).downloadToBuffer();
+        // As a replicator outside georeg reads home: through a read URL (signed locally: no request).
+        const data = await new BlobClient(await home.readUrl(d.digest)).downloadToBuffer();
         if (options.verifyDigest) verifyDigest(d.digest, data, `${home.region} (naive download)`);
         await target.writeBlob(d.digest, data);
         moved += data.length;

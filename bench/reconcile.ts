@@ -30,12 +30,12 @@ async function writeTagLinks(storage: RegionStorage, repository: string, tag: st
   const { layout } = storage;
   const manifest = fakeDigest(`manifest-${i}`);
   await Promise.all([
-    storage.writeLink(layout.layerLink(repository, fakeDigest(`layer-${i}`)), fakeDigest(`layer-${i}`)),
-    storage.writeLink(layout.layerLink(repository, fakeDigest('base')), fakeDigest('base')),
-    storage.writeLink(layout.manifestRevisionLink(repository, manifest), manifest),
-    storage.writeLink(layout.tagIndexLink(repository, tag, manifest), manifest),
+    storage.writeLink({ kind: 'layer', repository, digest: fakeDigest(`layer-${i}`) }, fakeDigest(`layer-${i}`)),
+    storage.writeLink({ kind: 'layer', repository, digest: fakeDigest('base') }, fakeDigest('base')),
+    storage.writeLink({ kind: 'revision', repository, digest: manifest }, manifest),
+    storage.writeLink({ kind: 'tagIndex', repository, tag, digest: manifest }, manifest),
   ]);
-  await storage.writeLink(layout.tagCurrentLink(repository, tag), manifest);
+  await storage.writeLink({ kind: 'tagCurrent', repository, tag }, manifest);
 }
 
 async function main() {
@@ -69,7 +69,7 @@ async function main() {
     // Drift: pushes home has and the region never heard of, and tags home deleted but the region kept.
     for (let i = 0; i < drift; i++) {
       await writeImage(home, generated(`bench/lost${i % 5}`, `l${i}`, { generate: { layers: 1, layerSize: 256 }, seed: `lost-${i}` }));
-      await home.deletePrefix(`${home.layout.tagDirectory(`bench/repo${i % 100}`, `b${i}`)}/`);
+      await home.deletePrefix({ kind: 'tag', repository: `bench/repo${i % 100}`, tag: `b${i}` });
     }
     requests.take();
     t = Date.now();

@@ -123,6 +123,25 @@ export function parseMessage<T>(schema: z.ZodType<T>, body: unknown, what: strin
   return result.data;
 }
 
+/**
+ * The preamble of every handler: the body parsed, or, when it does not match its schema, the
+ * dead-letter verdict with `reason` (a message that never parses must not come back). Anything
+ * else thrown is passed on.
+ */
+export function parseOrDeadLetter<T>(
+  schema: z.ZodType<T>,
+  body: unknown,
+  what: string,
+  reason: string,
+): { message: T; deadLetter?: undefined } | { message?: undefined; deadLetter: { outcome: 'dead-letter'; reason: string; description: string } } {
+  try {
+    return { message: parseMessage(schema, body, what) };
+  } catch (e) {
+    if (e instanceof MessageSchemaError) return { deadLetter: { outcome: 'dead-letter', reason, description: e.message } };
+    throw e;
+  }
+}
+
 function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);

@@ -32,7 +32,6 @@ export interface WriteResult {
 }
 
 export async function writeImage(storage: RegionStorage, image: ImageToWrite, concurrency = 4): Promise<WriteResult> {
-  const { layout } = storage;
   const result: WriteResult = { written: 0, skipped: 0, bytesWritten: 0 };
   const present = await storage.hasBlobs([...image.blobs, ...image.manifests].map((b) => b.digest), concurrency);
   const put = async (b: ImageBlob, append: boolean) => {
@@ -47,22 +46,23 @@ export async function writeImage(storage: RegionStorage, image: ImageToWrite, co
     result.bytesWritten += data.length;
   };
   await forEachLimit(image.blobs, concurrency, (b) => put(b, true));
-  await Promise.all(image.blobs.map((b) => storage.writeLink(layout.layerLink(image.repository, b.digest), b.digest)));
+  const { repository } = image;
+  await Promise.all(image.blobs.map(({ digest }) => storage.writeLink({ kind: 'layer', repository, digest }, digest)));
   for (const m of image.manifests) {
     await put(m, false);
-    await storage.writeLink(layout.manifestRevisionLink(image.repository, m.digest), m.digest);
+    await storage.writeLink({ kind: 'revision', repository, digest: m.digest }, m.digest);
   }
   const root = image.manifests[image.manifests.length - 1];
   if (image.tag) {
-    await storage.writeLink(layout.tagIndexLink(image.repository, image.tag, root.digest), root.digest);
-    await storage.writeLink(layout.tagCurrentLink(image.repository, image.tag), root.digest);
+    await storage.writeLink({ kind: 'tagIndex', repository, tag: image.tag, digest: root.digest }, root.digest);
+    await storage.writeLink({ kind: 'tagCurrent', repository, tag: image.tag }, root.digest);
   }
   return result;
 }
 
 /** Deletes a tag as a registry does (`DELETE /v2/<name>/manifests/<tag>` in Distribution 3): its whole tag directory. */
 export async function deleteTag(storage: RegionStorage, repository: string, tag: string): Promise<void> {
-  await storage.deletePrefix(`${storage.layout.tagDirectory(repository, tag)}/`);
+  await storage.deletePrefix({ kind: 'tag', repository, tag });
 }
 
 /**
@@ -70,13 +70,12 @@ export async function deleteTag(storage: RegionStorage, repository: string, tag:
  * link. Blob data stays (garbage collection's job). Returns the tags removed.
  */
 export async function deleteManifest(storage: RegionStorage, repository: string, digest: string): Promise<string[]> {
-  const { layout } = storage;
   const removed: string[] = [];
   for (const tag of await storage.listTags(repository)) {
-    if ((await storage.readLink(layout.tagCurrentLink(repository, tag))) !== digest) continue;
+    if ((await storage.readLink({ kind: 'tagCurrent', repository, tag })) !== digest) continue;
     await deleteTag(storage, repository, tag);
     removed.push(tag);
   }
-  await storage.deleteBlob(layout.manifestRevisionLink(repository, digest));
+  await storage.deleteLink({ kind: 'revision', repository, digest });
   return removed;
 }

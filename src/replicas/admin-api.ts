@@ -116,7 +116,7 @@ export async function handleRouteRequest(
   }
   const home = replicas.find((r) => r.home)!;
   const homeStorage = deps.registry.storageOf(home);
-  const digest = await homeStorage.readLink(homeStorage.layout.tagCurrentLink(repository, tag));
+  const digest = await homeStorage.readLink({ kind: 'tagCurrent', repository, tag });
   if (!digest) return json(404, { error: `${repository}:${tag} is not in the home region (${home.name})` });
   const answers = await Promise.all(
     replicas.map(async (r) => {
@@ -126,7 +126,7 @@ export async function handleRouteRequest(
       // The tag is committed last: when it points at home's digest, everything under it is there.
       let current: string | undefined;
       try {
-        current = await storage.readLink(storage.layout.tagCurrentLink(repository, tag));
+        current = await storage.readLink({ kind: 'tagCurrent', repository, tag });
       } catch (e) {
         return { region: r.name, serves: false, reason: `storage unreachable: ${(e as Error).message}` };
       }
@@ -245,7 +245,7 @@ async function remove(name: string, purge: boolean, deps: ReplicaAdminDeps): Pro
   if (purge) {
     // Only under the registry root (never empty, see RegistryLayout): other data in the account stays.
     const storage = deps.registry.storageOf(replica);
-    purged = await storage.deletePrefix(storage.layout.everythingPrefix());
+    purged = await storage.deletePrefix({ kind: 'everything' });
   }
   deps.log.info(`replication ${name}: deleted${purge ? `, ${purged} blob(s) purged` : ', its data kept'}`);
   return json(200, {

@@ -6,6 +6,7 @@ import { forEachLimit } from '../common/pool';
 import type { Settings } from '../config/settings';
 import { claimCheckIfLarge, planPushJob, pushRecordFor, readImage } from '../replication/plan';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from '../replication/status';
+import type { LinkSpec } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import type { ReplicaRecord, SyncRun } from './definition';
@@ -163,12 +164,12 @@ function tagDeleteJob(t: { repository: string; tag: string }, region: string, op
 
 /** Links the region lacks for the tag: layer links, manifest revision links, and the tag itself. */
 async function missingLinks(plan: ReplicationPlan, t: { repository: string; tag: string; digest: string }, target: RegionStorage): Promise<number> {
-  const { layout } = target;
-  const paths = [...plan.blobs.map((b) => layout.layerLink(t.repository, b.digest)), ...plan.manifests.map((m) => layout.manifestRevisionLink(t.repository, m.digest))];
+  const { repository } = t;
+  const links: LinkSpec[] = [...plan.blobs.map(({ digest }) => ({ kind: 'layer' as const, repository, digest })), ...plan.manifests.map(({ digest }) => ({ kind: 'revision' as const, repository, digest }))];
   let missing = 0;
-  await forEachLimit(paths, 8, async (p) => {
-    if (!(await target.linkExists(p))) missing += 1;
+  await forEachLimit(links, 8, async (link) => {
+    if (!(await target.linkExists(link))) missing += 1;
   });
-  if ((await target.readLink(layout.tagCurrentLink(t.repository, t.tag))) !== t.digest) missing += 1;
+  if ((await target.readLink({ kind: 'tagCurrent', repository, tag: t.tag })) !== t.digest) missing += 1;
   return missing;
 }

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { BlobBeginCopyFromUrlPollState } from '@azure/storage-blob';
 import { Digester, DigestMismatchError, parseDigest } from '../oci/digest';
 import { codeOf, isNotFound, RegionStorageError, statusOf } from '../storage/clients';
 import { forEachLimit } from '../common/pool';
@@ -125,7 +124,7 @@ async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
   const started = performance.now();
   parseDigest(digest);
   const sourceProps = await source.blobProperties(digest);
-  if (!sourceProps) throw new SourceBlobMissingError(digest, source.region, source.layout.blobData(digest));
+  if (!sourceProps) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
   if (sourceProps.size !== expectedSize) {
     throw new BlobSizeMismatchError(digest, expectedSize, sourceProps.size, source.region, 'the home region holds a different blob than the manifest describes; nothing was copied');
   }
@@ -141,7 +140,7 @@ async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
     } catch (e) {
       if (!(e instanceof UnsupportedPrimitive)) throw e;
       // A source deleted since the HEAD above also reads as CannotVerifyCopySource: not a capability.
-      if (!(await source.blobProperties(digest))) throw new SourceBlobMissingError(digest, source.region, source.layout.blobData(digest));
+      if (!(await source.blobProperties(digest))) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
       markUnsupported(key, method);
       fellBackFrom.push(method);
       continue;
@@ -215,7 +214,7 @@ async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: Bl
     case 'put-blob-from-url':
       return attempt('Put Blob From URL', async () => {
         const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
-        await target.container.getBlockBlobClient(target.layout.blobData(digest)).syncUploadFromURL(url, { abortSignal: request.signal });
+        await target.copyAccess(digest).putFromUrl(url, request.signal);
       });
     case 'put-block-from-url':
       return attempt('Put Block From URL', () => putBlocksFromUrl(request, sourceProps));
@@ -229,29 +228,28 @@ async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: Bl
 async function putBlocksFromUrl(request: CopyBlobRequest, sourceProps: BlobProperties): Promise<void> {
   const { source, target, digest, signal } = request;
   const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
-  const blob = target.container.getBlockBlobClient(target.layout.blobData(digest));
+  const blob = target.copyAccess(digest);
   const ranges: Array<{ id: string; offset: number; count: number }> = [];
   const nonce = randomBytes(6).toString('hex');
   for (let offset = 0, i = 0; offset < sourceProps.size; offset += URL_BLOCK_BYTES, i++) {
     ranges.push({ id: blockId(nonce, i), offset, count: Math.min(URL_BLOCK_BYTES, sourceProps.size - offset) });
   }
-  await pool(ranges, URL_BLOCK_PARALLEL, (r) => blob.stageBlockFromURL(r.id, url, r.offset, r.count, { abortSignal: signal }).then(() => undefined));
-  await blob.commitBlockList(ranges.map((r) => r.id), { blobHTTPHeaders: { blobContentType: sourceProps.contentType }, abortSignal: signal });
+  await forEachLimit(ranges, URL_BLOCK_PARALLEL, (r) => blob.stageBlockFromUrl(r.id, url, r.offset, r.count, signal));
+  await blob.commitBlocks(ranges.map((r) => r.id), sourceProps.contentType, signal);
 }
 
 async function copyBlobAsync(request: CopyBlobRequest): Promise<void> {
   const { source, target, digest, signal } = request;
-  const blob = target.blobClient(digest);
+  const blob = target.copyAccess(digest);
   const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
   let copyId: string | undefined;
   let status: string | undefined;
   let description: string | undefined;
   try {
-    // The SDK's poller starts the copy; the polling is ours (back-off, and it handles "aborted").
-    const poller = await blob.beginCopyFromURL(url, { abortSignal: signal });
-    const state = poller.getOperationState() as BlobBeginCopyFromUrlPollState;
-    copyId = state.copyId;
-    status = state.isCompleted ? 'success' : 'pending';
+    // The polling is ours (back-off, and it handles "aborted").
+    const started = await blob.startCopyFromUrl(url, signal);
+    copyId = started.copyId;
+    status = started.completed ? 'success' : 'pending';
   } catch (e) {
     // Another job is copying the same blob here (a layer shared by two pushes): wait for that copy.
     if (codeOf(e) !== 'PendingCopyOperation') throw e;
@@ -261,19 +259,19 @@ async function copyBlobAsync(request: CopyBlobRequest): Promise<void> {
   let delay = 100;
   while (status === 'pending') {
     if (Date.now() > deadline) {
-      if (copyId) await blob.abortCopyFromURL(copyId).catch(() => {});
+      if (copyId) await blob.abortCopy(copyId).catch(() => {});
       throw new CopyFailedError(`Copy Blob of ${digest} from ${source.region} to ${target.region} did not finish in ${COPY_BLOB_TIMEOUT_MS / 60000} min and was aborted; the job will be retried`);
     }
     try {
       await sleep(delay, signal);
     } catch (e) {
-      if (copyId) await blob.abortCopyFromURL(copyId).catch(() => {});
+      if (copyId) await blob.abortCopy(copyId).catch(() => {});
       throw e;
     }
     delay = Math.min(delay * 2, 5_000);
-    const p = await blob.getProperties({ abortSignal: signal });
-    status = p.copyStatus;
-    description = p.copyStatusDescription;
+    const p = await blob.copyState(signal);
+    status = p.status;
+    description = p.description;
     copyId ??= p.copyId;
   }
   if (status !== 'success') {
@@ -284,20 +282,19 @@ async function copyBlobAsync(request: CopyBlobRequest): Promise<void> {
 /** Download → staged blocks → commit. Nothing becomes visible at the target unless the content checks out. */
 async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties): Promise<void> {
   const { source, target, digest, expectedSize, signal } = request;
-  const path = target.layout.blobData(digest);
+  const from = source.copyAccess(digest);
   let body: NodeJS.ReadableStream | undefined;
   try {
-    const res = await source.blobClient(digest).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
-    body = res.readableStreamBody;
+    body = (await from.download(signal)).body;
   } catch (e) {
-    if (isNotFound(e)) throw new SourceBlobMissingError(digest, source.region, source.layout.blobData(digest));
+    if (isNotFound(e)) throw new SourceBlobMissingError(digest, source.region, from.path);
     throw e;
   }
-  const blob = target.container.getBlockBlobClient(path);
+  const blob = target.copyAccess(digest);
   // Blocks cannot be staged onto an append blob (409 InvalidBlobType): a stale or partial one from
   // an earlier attempt goes first. Every method overwrites the target; this one just does it early.
   const existing = await target.blobProperties(digest);
-  if (existing && existing.blobType !== 'BlockBlob') await target.deleteBlob(path);
+  if (existing && existing.blobType !== 'BlockBlob') await target.deleteBlob(digest);
   const digester = new Digester(parseDigest(digest).algorithm);
   const nonce = randomBytes(6).toString('hex');
   const ids: string[] = [];
@@ -309,7 +306,7 @@ async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties)
     while (inFlight.size >= STREAM_PARALLEL) await Promise.race(inFlight);
     if (stageError) throw stageError.error;
     const p: Promise<void> = blob
-      .stageBlock(id, data, data.length, { abortSignal: signal })
+      .stageBlock(id, data, signal)
       .then(
         () => undefined,
         (error) => {
@@ -349,7 +346,7 @@ async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties)
       throw new DigestMismatchError(digest, actual, `${source.region} (read while stream-copying to ${target.region}; nothing was written there). The home region's blob is corrupt: push the image again`);
     }
   }
-  await blob.commitBlockList(ids, { blobHTTPHeaders: { blobContentType: sourceProps.contentType ?? 'application/octet-stream' }, abortSignal: signal });
+  await blob.commitBlocks(ids, sourceProps.contentType ?? 'application/octet-stream', signal);
 }
 
 /**
@@ -358,15 +355,14 @@ async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties)
  */
 async function verifyTarget(method: CopyMethod, request: CopyBlobRequest): Promise<BlobProperties> {
   const { source, target, digest, expectedSize, signal } = request;
-  const path = target.layout.blobData(digest);
+  const blob = target.copyAccess(digest);
+  const path = blob.path;
   const readBack = request.verifyDigest && method !== 'stream';
   let props: BlobProperties | undefined;
   let body: NodeJS.ReadableStream | undefined;
   if (readBack) {
     try {
-      const res = await target.blobClient(digest).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
-      props = { size: res.contentLength ?? 0, blobType: (res.blobType ?? 'BlockBlob') as BlobType, contentType: res.contentType, etag: res.etag ?? '' };
-      body = res.readableStreamBody;
+      ({ properties: props, body } = await blob.download(signal));
     } catch (e) {
       if ((e as Error)?.name === 'AbortError') throw e;
       if (!isNotFound(e)) throw new RegionStorageError(`cannot read back ${digest} in ${target.region} (${path}) after ${method} from ${source.region}`, e);
@@ -377,7 +373,7 @@ async function verifyTarget(method: CopyMethod, request: CopyBlobRequest): Promi
   if (!props) throw new RegionStorageError(`${method} of ${digest} from ${source.region} reported success but ${target.region} has no blob at ${path}; the job will be retried`);
   if (props.size !== expectedSize) {
     (body as { destroy?: () => void } | undefined)?.destroy?.();
-    await target.deleteBlob(path);
+    await target.deleteBlob(digest);
     throw new BlobSizeMismatchError(digest, expectedSize, props.size, target.region, `after ${method} from ${source.region}; the copy was deleted`);
   }
   if (readBack) {
@@ -385,7 +381,7 @@ async function verifyTarget(method: CopyMethod, request: CopyBlobRequest): Promi
     for await (const chunk of body ?? []) digester.update(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
     const actual = digester.digest();
     if (actual !== digest) {
-      await target.deleteBlob(path);
+      await target.deleteBlob(digest);
       const error = new DigestMismatchError(digest, actual, `${target.region} (${path}) after ${method} from ${source.region}`);
       error.message += `; the copy in ${target.region} was deleted. If the blob in ${source.region} hashes wrong too, it is corrupt there: push the image again`;
       throw error;
@@ -397,22 +393,6 @@ async function verifyTarget(method: CopyMethod, request: CopyBlobRequest): Promi
 /** Block ids must all have the same length; the nonce keeps two concurrent writers' blocks apart. */
 function blockId(nonce: string, index: number): string {
   return Buffer.from(`${nonce}-${String(index).padStart(6, '0')}`).toString('base64');
-}
-
-async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && next < items.length) {
-      try {
-        await fn(items[next++]);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure) throw failure.error;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -68,7 +68,6 @@ type Prepared = { job: ReplicationJob; status: RegionStatus; record: PushRecord 
 interface TagLink {
   repository: string;
   tag: string;
-  path: string;
   md5?: string;
 }
 
@@ -108,11 +107,11 @@ async function reconcileRegion(region: string, target: RegionStorage, home: Map<
   const replica = await listTags(target, requests);
   const readHome = async (t: TagLink) => {
     requests.reads += 1;
-    return deps.home.readLink(t.path);
+    return deps.home.readLink({ kind: 'tagCurrent', repository: t.repository, tag: t.tag });
   };
   const readRegion = async (t: TagLink) => {
     requests.reads += 1;
-    return target.readLink(t.path);
+    return target.readLink({ kind: 'tagCurrent', repository: t.repository, tag: t.tag });
   };
 
   const drift = { missing: 0, stale: 0, deleted: 0 };

@@ -1,9 +1,10 @@
-import { DescriptorRef, MessageSchemaError, ReplicationJob, ReplicationPlan, parseMessage, type DeleteJob, type PushJob } from '../bus/messages';
+import { DescriptorRef, ReplicationJob, ReplicationPlan, parseOrDeadLetter, type DeleteJob, type PushJob } from '../bus/messages';
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
 import { DigestMismatchError } from '../oci/digest';
 import { backoffDelay } from '../common/backoff';
 import { forEachLimit } from '../common/pool';
+import type { LinkSpec } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import { copyBlob, SourceBlobMissingError } from './copy';
@@ -56,13 +57,8 @@ export class PermanentJobError extends Error {
  * dead-letter with the reason. Throws for a passing failure only when it cannot reschedule.
  */
 export async function handleReplicationJob(body: unknown, deps: ReplicateDeps): Promise<JobOutcome> {
-  let job: ReplicationJob;
-  try {
-    job = parseMessage(ReplicationJob, body, 'replication job');
-  } catch (e) {
-    if (e instanceof MessageSchemaError) return { outcome: 'dead-letter', reason: 'MalformedJob', description: e.message };
-    throw e;
-  }
+  const { message: job, deadLetter } = parseOrDeadLetter(ReplicationJob, body, 'replication job', 'MalformedJob');
+  if (deadLetter) return deadLetter;
   try {
     return await runJob(job, deps);
   } catch (e) {
@@ -238,9 +234,9 @@ async function supersedingPush(repository: string, tag: string, digest: string |
  */
 async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage): Promise<TagCommit> {
   const writeLinks = async () => {
-    const { layout } = target;
-    await Promise.all(plan.blobs.map((b) => target.writeLink(layout.layerLink(job.repository, b.digest), b.digest)));
-    for (const m of plan.manifests) await target.writeLink(layout.manifestRevisionLink(job.repository, m.digest), m.digest);
+    const { repository } = job;
+    await Promise.all(plan.blobs.map(({ digest }) => target.writeLink({ kind: 'layer', repository, digest }, digest)));
+    for (const { digest } of plan.manifests) await target.writeLink({ kind: 'revision', repository, digest }, digest);
   };
   if (!job.tag) {
     await writeLinks();
@@ -263,20 +259,20 @@ type TagCommit = { committed: true } | { committed: false; homeDigest?: string }
  * home deleted it.
  */
 async function commitTag(repository: string, tag: string, digest: string, target: RegionStorage, home: RegionStorage, writeLinks: () => Promise<void>): Promise<TagCommit> {
-  const current = target.layout.tagCurrentLink(repository, tag);
+  const current: LinkSpec = { kind: 'tagCurrent', repository, tag };
   let linksWritten = false;
   for (let attempt = 1; attempt <= 10; attempt++) {
     const region = await target.readLinkVersion(current);
-    const homeDigest = await home.readLink(home.layout.tagCurrentLink(repository, tag));
+    const homeDigest = await home.readLink(current);
     if (homeDigest !== digest) {
-      if (!linksWritten && (await home.linkExists(home.layout.manifestRevisionLink(repository, digest)))) await writeLinks();
+      if (!linksWritten && (await home.linkExists({ kind: 'revision', repository, digest }))) await writeLinks();
       return { committed: false, homeDigest };
     }
     if (!linksWritten) {
       await writeLinks();
       linksWritten = true;
     }
-    await target.writeLink(target.layout.tagIndexLink(repository, tag, digest), digest);
+    await target.writeLink({ kind: 'tagIndex', repository, tag, digest }, digest);
     if (region.digest === digest) return { committed: true };
     if (await target.writeLinkIf(current, digest, region.etag)) return { committed: true };
   }
@@ -293,7 +289,7 @@ async function commitTag(repository: string, tag: string, digest: string, target
  * `superseded` (no delete webhook).
  */
 async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
-  const { layout } = target;
+  const { repository } = job;
   const home = deps.home;
   let removed = 0;
   let keptFor: string | undefined;
@@ -302,25 +298,24 @@ async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: Repl
   if (job.tag) tags.add(job.tag);
   if (job.digest) {
     for (const tag of await target.listTags(job.repository)) {
-      if ((await target.readLink(layout.tagCurrentLink(job.repository, tag))) === job.digest) tags.add(tag);
+      if ((await target.readLink({ kind: 'tagCurrent', repository, tag })) === job.digest) tags.add(tag);
     }
   }
   // The current link goes first, so a reader never resolves a half-removed tag.
   for (const tag of tags) {
-    const outcome = await removeTagIfGoneAtHome(job.repository, tag, job.digest, target, home);
+    const outcome = await removeTagIfGoneAtHome(repository, tag, job.digest, target, home);
     if (outcome.kept) {
       keptFor ??= outcome.homeDigest;
       homeHasIt = true;
       continue;
     }
     // Only the history after the guarded removal: a re-push's job may already have set `current` again.
-    if (outcome.removed) removed += 1 + (await target.deletePrefix(layout.tagIndexPrefix(job.repository, tag)));
+    if (outcome.removed) removed += 1 + (await target.deletePrefix({ kind: 'tagIndex', repository, tag }));
   }
   if (job.digest) {
-    const links = (l: RegionStorage['layout']) => [l.manifestRevisionLink(job.repository, job.digest!), l.layerLink(job.repository, job.digest!)];
-    const [homeLinks, regionLinks] = [links(home.layout), links(layout)];
-    for (let i = 0; i < regionLinks.length; i++) {
-      const outcome = await removeLinkIfGoneAtHome(regionLinks[i], homeLinks[i], target, home);
+    const { digest } = job;
+    for (const link of [{ kind: 'revision', repository, digest }, { kind: 'layer', repository, digest }] as const) {
+      const outcome = await removeLinkIfGoneAtHome(link, target, home);
       if (outcome === 'kept') homeHasIt = true;
       if (outcome === 'removed') removed += 1;
     }
@@ -342,14 +337,14 @@ async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: Repl
  * like the tag: the region's version is read before home is asked, so a re-push's job that writes
  * the link after our read makes our delete fail instead of leaving its tag over a missing link.
  */
-async function removeLinkIfGoneAtHome(link: string, homeLink: string, target: RegionStorage, home: RegionStorage): Promise<'removed' | 'kept' | 'absent'> {
+async function removeLinkIfGoneAtHome(link: Extract<LinkSpec, { kind: 'layer' | 'revision' }>, target: RegionStorage, home: RegionStorage): Promise<'removed' | 'kept' | 'absent'> {
   for (let attempt = 1; attempt <= 10; attempt++) {
     const region = await target.readLinkVersion(link);
-    if (await home.linkExists(homeLink)) return 'kept';
+    if (await home.linkExists(link)) return 'kept';
     if (!region.etag) return 'absent';
     if (await target.deleteLinkIf(link, region.etag)) return 'removed';
   }
-  throw new Error(`link ${link} in ${target.region} kept changing under 10 guarded deletes: too many concurrent jobs; retrying`);
+  throw new Error(`${link.kind} link ${link.repository}@${link.digest} in ${target.region} kept changing under 10 guarded deletes: too many concurrent jobs; retrying`);
 }
 
 /**
@@ -359,11 +354,11 @@ async function removeLinkIfGoneAtHome(link: string, homeLink: string, target: Re
  * manifest being deleted. Guarded like commitTag.
  */
 async function removeTagIfGoneAtHome(repository: string, tag: string, deletedDigest: string | undefined, target: RegionStorage, home: RegionStorage): Promise<{ removed: boolean; kept: boolean; homeDigest?: string }> {
-  const current = target.layout.tagCurrentLink(repository, tag);
+  const current: LinkSpec = { kind: 'tagCurrent', repository, tag };
   for (let attempt = 1; attempt <= 10; attempt++) {
     const region = await target.readLinkVersion(current);
-    const homeDigest = await home.readLink(home.layout.tagCurrentLink(repository, tag));
-    const homeServes = homeDigest !== undefined && (homeDigest !== deletedDigest || (await home.linkExists(home.layout.manifestRevisionLink(repository, homeDigest))));
+    const homeDigest = await home.readLink(current);
+    const homeServes = homeDigest !== undefined && (homeDigest !== deletedDigest || (await home.linkExists({ kind: 'revision', repository, digest: homeDigest })));
     if (homeServes && homeDigest === region.digest) return { removed: false, kept: true, homeDigest };
     if (!region.etag) return { removed: false, kept: homeServes, homeDigest };
     if (await target.deleteLinkIf(current, region.etag)) return { removed: true, kept: false };

@@ -44,6 +44,26 @@ import { parseDigest } from '../oci/digest';
  */
 export const DISTRIBUTION_ROOT = 'docker/registry/v2';
 
+/**
+ * The links of the layout, as Distribution's path specs (`manifestTagCurrentPathSpec{name, tag}`):
+ * a link's content is always a digest (see RegionStorage.writeLink).
+ */
+export type LinkSpec =
+  | { kind: 'layer'; repository: string; digest: string }
+  | { kind: 'revision'; repository: string; digest: string }
+  | { kind: 'tagCurrent'; repository: string; tag: string }
+  | { kind: 'tagIndex'; repository: string; tag: string; digest: string };
+
+/** Groups of blobs under one prefix: what `replication delete --purge`, tag deletes and listings take. */
+export type PrefixSpec =
+  | { kind: 'everything' }
+  | { kind: 'repositories' }
+  | { kind: 'tags'; repository: string }
+  /** The tag's whole directory: `current` and `index`. */
+  | { kind: 'tag'; repository: string; tag: string }
+  /** The tag's history (`index/`), without its `current` link. */
+  | { kind: 'tagIndex'; repository: string; tag: string };
+
 export class RegistryLayout {
   readonly root: string;
 
@@ -58,7 +78,7 @@ export class RegistryLayout {
     return `${this.root}/blobs/${algorithm}/${hex.slice(0, 2)}/${hex}/data`;
   }
 
-  repository(name: string): string {
+  private repository(name: string): string {
     return `${this.root}/repositories/${checkRepository(name)}`;
   }
 
@@ -68,46 +88,38 @@ export class RegistryLayout {
     return `_georeg/identity/${nonce}`;
   }
 
-  /** Prefix of everything the registry keeps in a region (`replication delete --purge` removes it). */
-  everythingPrefix(): string {
-    return `${this.root}/`;
+  /** Where a link lives (Distribution's path specs: the caller names the kind of link, never the path). */
+  link(spec: LinkSpec): string {
+    switch (spec.kind) {
+      case 'layer':
+        return `${this.repository(spec.repository)}/_layers/${digestPath(spec.digest)}/link`;
+      case 'revision':
+        return `${this.repository(spec.repository)}/_manifests/revisions/${digestPath(spec.digest)}/link`;
+      case 'tagCurrent':
+        return `${this.tagDirectory(spec.repository, spec.tag)}current/link`;
+      case 'tagIndex':
+        return `${this.tagDirectory(spec.repository, spec.tag)}index/${digestPath(spec.digest)}/link`;
+    }
   }
 
-  /** Prefix under which every repository lives (for enumeration). */
-  repositoriesPrefix(): string {
-    return `${this.root}/repositories/`;
+  /** Where a group of blobs lives (ends with `/`): for listing, and for deleting all of it. */
+  prefix(spec: PrefixSpec): string {
+    switch (spec.kind) {
+      case 'everything':
+        return `${this.root}/`;
+      case 'repositories':
+        return `${this.root}/repositories/`;
+      case 'tags':
+        return `${this.repository(spec.repository)}/_manifests/tags/`;
+      case 'tag':
+        return this.tagDirectory(spec.repository, spec.tag);
+      case 'tagIndex':
+        return `${this.tagDirectory(spec.repository, spec.tag)}index/`;
+    }
   }
 
-  layerLink(name: string, digest: string): string {
-    const { algorithm, hex } = parseDigest(digest);
-    return `${this.repository(name)}/_layers/${algorithm}/${hex}/link`;
-  }
-
-  manifestRevisionLink(name: string, digest: string): string {
-    const { algorithm, hex } = parseDigest(digest);
-    return `${this.repository(name)}/_manifests/revisions/${algorithm}/${hex}/link`;
-  }
-
-  tagsPrefix(name: string): string {
-    return `${this.repository(name)}/_manifests/tags/`;
-  }
-
-  tagDirectory(name: string, tag: string): string {
-    return `${this.repository(name)}/_manifests/tags/${checkTag(tag)}`;
-  }
-
-  tagCurrentLink(name: string, tag: string): string {
-    return `${this.tagDirectory(name, tag)}/current/link`;
-  }
-
-  /** The tag's history (`index/`), without its `current` link. */
-  tagIndexPrefix(name: string, tag: string): string {
-    return `${this.tagDirectory(name, tag)}/index/`;
-  }
-
-  tagIndexLink(name: string, tag: string, digest: string): string {
-    const { algorithm, hex } = parseDigest(digest);
-    return `${this.tagDirectory(name, tag)}/index/${algorithm}/${hex}/link`;
+  private tagDirectory(name: string, tag: string): string {
+    return `${this.repository(name)}/_manifests/tags/${checkTag(tag)}/`;
   }
 
   /**
@@ -115,19 +127,25 @@ export class RegistryLayout {
    * Used when enumerating what home storage holds.
    */
   parseTagCurrentLink(path: string): { repository: string; tag: string } | undefined {
-    const prefix = this.repositoriesPrefix();
+    const prefix = this.prefix({ kind: 'repositories' });
     if (!path.startsWith(prefix)) return undefined;
     const m = /^(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path.slice(prefix.length));
-    return m ? { repository: m[1], tag: m[2] } : undefined;
+    // A name no registry could have written is not a tag: reading its link by spec would throw.
+    return m && isRepositoryName(m[1]) && isTag(m[2]) ? { repository: m[1], tag: m[2] } : undefined;
   }
 
   /** The repository any path under `repositories/` belongs to (its `_manifests`, `_layers` or `_uploads`); undefined otherwise. */
   parseRepositoryOf(path: string): string | undefined {
-    const prefix = this.repositoriesPrefix();
+    const prefix = this.prefix({ kind: 'repositories' });
     if (!path.startsWith(prefix)) return undefined;
     const m = /^(.+?)\/_(?:manifests|layers|uploads)\//.exec(path.slice(prefix.length));
     return m ? m[1] : undefined;
   }
+}
+
+function digestPath(digest: string): string {
+  const { algorithm, hex } = parseDigest(digest);
+  return `${algorithm}/${hex}`;
 }
 
 /**

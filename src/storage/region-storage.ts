@@ -1,11 +1,11 @@
 import type { AddressPolicy } from '../common/address-safety';
 import { forEachLimit } from '../common/pool';
+import { readAll } from '../common/streams';
 import type { TokenCredential } from '@azure/identity';
 import {
   BlobSASPermissions,
   StorageSharedKeyCredential,
   type AppendBlobClient,
-  type BlobClient,
   type BlobServiceClient,
   type ContainerClient,
   type StorageRetryOptions,
@@ -13,7 +13,8 @@ import {
 } from '@azure/storage-blob';
 import { isDigest, parseDigest, verifyDigest } from '../oci/digest';
 import { blobServiceClient, codeOf, isNotFound, RegionStorageError, statusOf } from './clients';
-import { RegistryLayout } from './paths';
+import { BlobCopyAccess } from './blob-copy';
+import { RegistryLayout, type LinkSpec, type PrefixSpec } from './paths';
 
 /**
  * One region's registry storage: the Distribution layout (see paths.ts) inside one container of the
@@ -62,7 +63,7 @@ export class RegionStorage {
   private delegationKey?: { key: UserDelegationKey; expiresOn: number };
 
   constructor(
-    readonly container: ContainerClient,
+    private readonly container: ContainerClient,
     readonly layout: RegistryLayout,
     readonly region: string,
     private readonly options: RegionStorageOptions = {},
@@ -86,23 +87,21 @@ export class RegionStorage {
     }
   }
 
-  blobClient(digest: string): BlobClient {
-    return this.container.getBlobClient(this.layout.blobData(digest));
+  /** The primitives a copy of the digest's blob data is made of (replication/copy.ts). */
+  copyAccess(digest: string): BlobCopyAccess {
+    const path = this.layout.blobData(digest);
+    return new BlobCopyAccess(this.container.getBlockBlobClient(path), path);
   }
 
   /** Properties of a blob's data, or undefined when the region does not have it. */
   async blobProperties(digest: string): Promise<BlobProperties | undefined> {
-    return this.propertiesAt(this.layout.blobData(digest), digest);
-  }
-
-  /** Properties of any blob in the container by path (a link, blob data), or undefined when absent. */
-  async propertiesAt(path: string, what = path): Promise<BlobProperties | undefined> {
+    const path = this.layout.blobData(digest);
     try {
       const p = await this.container.getBlobClient(path).getProperties();
       return { size: p.contentLength ?? 0, blobType: (p.blobType ?? 'BlockBlob') as BlobType, contentType: p.contentType, etag: p.etag ?? '' };
     } catch (e) {
       if (isNotFound(e)) return undefined;
-      throw new RegionStorageError(`cannot read properties of ${what} in ${this.region} (${path})`, e);
+      throw new RegionStorageError(`cannot read properties of ${digest} in ${this.region} (${path})`, e);
     }
   }
 
@@ -167,7 +166,11 @@ export class RegionStorage {
   }
 
   /** The digest a link holds, or undefined when the link is absent. */
-  async readLink(path: string): Promise<string | undefined> {
+  async readLink(link: LinkSpec): Promise<string | undefined> {
+    return this.readLinkAt(this.layout.link(link));
+  }
+
+  private async readLinkAt(path: string): Promise<string | undefined> {
     let text: string;
     try {
       text = (await this.container.getBlobClient(path).downloadToBuffer()).toString('utf8').trim();
@@ -175,15 +178,20 @@ export class RegionStorage {
       if (isNotFound(e)) return undefined;
       throw new RegionStorageError(`cannot read link ${path} in ${this.region}`, e);
     }
-    if (!isDigest(text)) {
-      throw new RegionStorageError(`link ${path} in ${this.region} holds ${JSON.stringify(text.slice(0, 100))}, not a digest: the registry storage is corrupt there; rewrite or delete the link`);
-    }
+    this.checkLinkContent(path, text);
     return text;
   }
 
+  private checkLinkContent(path: string, text: string): void {
+    if (!isDigest(text)) {
+      throw new RegionStorageError(`link ${path} in ${this.region} holds ${JSON.stringify(text.slice(0, 100))}, not a digest: the registry storage is corrupt there; rewrite or delete the link`);
+    }
+  }
+
   /** Writes a link: the digest string and nothing else (no newline), exactly as Distribution does. */
-  async writeLink(path: string, digest: string): Promise<void> {
+  async writeLink(link: LinkSpec, digest: string): Promise<void> {
     parseDigest(digest);
+    const path = this.layout.link(link);
     const body = Buffer.from(digest, 'utf8');
     try {
       await this.container.getBlockBlobClient(path).upload(body, body.length, { blobHTTPHeaders: { blobContentType: 'application/octet-stream' } });
@@ -193,7 +201,8 @@ export class RegionStorage {
   }
 
   /** A link's digest and ETag (both undefined when absent): the read half of a guarded write. */
-  async readLinkVersion(path: string): Promise<{ digest?: string; etag?: string }> {
+  async readLinkVersion(link: LinkSpec): Promise<{ digest?: string; etag?: string }> {
+    const path = this.layout.link(link);
     let res;
     try {
       res = await this.container.getBlobClient(path).download();
@@ -202,9 +211,7 @@ export class RegionStorage {
       throw new RegionStorageError(`cannot read link ${path} in ${this.region}`, e);
     }
     const text = (await readAll(res.readableStreamBody)).toString('utf8').trim();
-    if (!isDigest(text)) {
-      throw new RegionStorageError(`link ${path} in ${this.region} holds ${JSON.stringify(text.slice(0, 100))}, not a digest: the registry storage is corrupt there; rewrite or delete the link`);
-    }
+    this.checkLinkContent(path, text);
     return { digest: text, etag: res.etag };
   }
 
@@ -212,8 +219,9 @@ export class RegionStorage {
    * Writes a link only if it is still as read: unchanged since `etag`, or still absent when `etag`
    * is undefined. False when another writer got there first (read again and decide again).
    */
-  async writeLinkIf(path: string, digest: string, etag: string | undefined): Promise<boolean> {
+  async writeLinkIf(link: LinkSpec, digest: string, etag: string | undefined): Promise<boolean> {
     parseDigest(digest);
+    const path = this.layout.link(link);
     const body = Buffer.from(digest, 'utf8');
     try {
       await this.container.getBlockBlobClient(path).upload(body, body.length, {
@@ -228,7 +236,8 @@ export class RegionStorage {
   }
 
   /** Deletes a link only if it is unchanged since `etag`; false when it changed (or is gone). */
-  async deleteLinkIf(path: string, etag: string): Promise<boolean> {
+  async deleteLinkIf(link: LinkSpec, etag: string): Promise<boolean> {
+    const path = this.layout.link(link);
     try {
       await this.container.getBlobClient(path).delete({ conditions: { ifMatch: etag } });
       return true;
@@ -238,11 +247,20 @@ export class RegionStorage {
     }
   }
 
-  async linkExists(path: string): Promise<boolean> {
+  async linkExists(link: LinkSpec): Promise<boolean> {
+    return this.exists(this.layout.link(link));
+  }
+
+  /** Deletes a link; false when it was not there. */
+  async deleteLink(link: LinkSpec): Promise<boolean> {
+    return this.deletePath(this.layout.link(link));
+  }
+
+  private async exists(path: string): Promise<boolean> {
     try {
       return await this.container.getBlobClient(path).exists();
     } catch (e) {
-      throw new RegionStorageError(`cannot check link ${path} in ${this.region}`, e);
+      throw new RegionStorageError(`cannot check ${path} in ${this.region}`, e);
     }
   }
 
@@ -258,15 +276,19 @@ export class RegionStorage {
 
   /** Whether this region's storage holds the identity marker `nonce`: then it is the storage that wrote it. */
   async hasMarker(nonce: string): Promise<boolean> {
-    return this.linkExists(this.layout.identityMarker(nonce));
+    return this.exists(this.layout.identityMarker(nonce));
   }
 
   async deleteMarker(nonce: string): Promise<void> {
-    await this.deleteBlob(this.layout.identityMarker(nonce));
+    await this.deletePath(this.layout.identityMarker(nonce));
   }
 
-  /** Deletes one blob by path; false when it was not there. */
-  async deleteBlob(path: string): Promise<boolean> {
+  /** Deletes the digest's blob data; false when it was not there. */
+  async deleteBlob(digest: string): Promise<boolean> {
+    return this.deletePath(this.layout.blobData(digest));
+  }
+
+  private async deletePath(path: string): Promise<boolean> {
     try {
       return (await this.container.getBlobClient(path).deleteIfExists()).succeeded;
     } catch (e) {
@@ -274,8 +296,9 @@ export class RegionStorage {
     }
   }
 
-  /** Deletes every blob whose name starts with `prefix` (an exact path deletes that blob); returns how many. */
-  async deletePrefix(prefix: string): Promise<number> {
+  /** Deletes every blob under the prefix; returns how many. */
+  async deletePrefix(spec: PrefixSpec): Promise<number> {
+    const prefix = this.layout.prefix(spec);
     const names: string[] = [];
     try {
       for await (const item of this.container.listBlobsFlat({ prefix })) names.push(item.name);
@@ -284,14 +307,14 @@ export class RegionStorage {
     }
     let deleted = 0;
     await forEachLimit(names, 8, async (name) => {
-      if (await this.deleteBlob(name)) deleted += 1;
+      if (await this.deletePath(name)) deleted += 1;
     });
     return deleted;
   }
 
   /** Tags of a repository that have a `current/link`, sorted. */
   async listTags(repository: string): Promise<string[]> {
-    const prefix = this.layout.tagsPrefix(repository);
+    const prefix = this.layout.prefix({ kind: 'tags', repository });
     const tags: string[] = [];
     try {
       for await (const item of this.container.listBlobsFlat({ prefix })) {
@@ -310,7 +333,7 @@ export class RegionStorage {
    * reading is skipped.
    */
   async *listRepositoriesWithTags(options: { concurrency?: number } = {}): AsyncIterable<{ repository: string; tag: string; digest: string }> {
-    const prefix = this.layout.repositoriesPrefix();
+    const prefix = this.layout.prefix({ kind: 'repositories' });
     const pages = this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 5000 });
     for (;;) {
       let page;
@@ -326,7 +349,7 @@ export class RegionStorage {
         if (parsed) found.push({ ...parsed, path: item.name });
       }
       await forEachLimit(found, options.concurrency ?? 8, async (f) => {
-        f.digest = await this.readLink(f.path);
+        f.digest = await this.readLinkAt(f.path);
       });
       for (const f of found) if (f.digest) yield { repository: f.repository, tag: f.tag, digest: f.digest };
     }
@@ -337,8 +360,8 @@ export class RegionStorage {
    * two links with the same MD5 hold the same digest (a link is the digest string and nothing
    * else). The MD5 is absent for a link written in blocks; the caller reads those.
    */
-  async *listTagLinks(options: { repository?: string; onPage?: () => void } = {}): AsyncIterable<{ repository: string; tag: string; path: string; md5?: string }> {
-    const prefix = options.repository ? this.layout.tagsPrefix(options.repository) : this.layout.repositoriesPrefix();
+  async *listTagLinks(options: { repository?: string; onPage?: () => void } = {}): AsyncIterable<{ repository: string; tag: string; md5?: string }> {
+    const prefix = this.layout.prefix(options.repository ? { kind: 'tags', repository: options.repository } : { kind: 'repositories' });
     try {
       for await (const page of this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 5000 })) {
         options.onPage?.();
@@ -346,7 +369,7 @@ export class RegionStorage {
           const parsed = this.layout.parseTagCurrentLink(item.name);
           if (!parsed || (options.repository && parsed.repository !== options.repository)) continue;
           const md5 = item.properties.contentMD5;
-          yield { ...parsed, path: item.name, md5: md5 && md5.length ? Buffer.from(md5).toString('base64') : undefined };
+          yield { ...parsed, md5: md5 && md5.length ? Buffer.from(md5).toString('base64') : undefined };
         }
       }
     } catch (e) {
@@ -359,7 +382,7 @@ export class RegionStorage {
    * a service SAS signed with the account key, or with a user delegation key under Entra ID.
    */
   async readUrl(digest: string, ttlMs = 60 * 60 * 1000): Promise<string> {
-    const blob = this.blobClient(digest);
+    const blob = this.container.getBlobClient(this.layout.blobData(digest));
     // Started a few minutes back: the target's clock may be behind ours.
     const startsOn = new Date(Date.now() - 5 * 60 * 1000);
     const expiresOn = new Date(Date.now() + ttlMs);
@@ -426,13 +449,6 @@ async function appendOnce(blob: AppendBlobClient, chunk: Buffer, offset: number)
     const size = (await blob.getProperties()).contentLength;
     if (size !== offset + chunk.length) throw e;
   }
-}
-
-async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
-  if (!stream) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks);
 }
 
 /** A conditional request lost: 412 on If-Match, 409 BlobAlreadyExists on If-None-Match: *. */

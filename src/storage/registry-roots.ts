@@ -24,7 +24,7 @@ export async function countRepositories(container: ContainerClient, root: string
   const names = new Set<string>();
   let seen = 0;
   try {
-    for await (const page of container.listBlobsFlat({ prefix: layout.repositoriesPrefix() }).byPage({ maxPageSize: 5000 })) {
+    for await (const page of container.listBlobsFlat({ prefix: layout.prefix({ kind: 'repositories' }) }).byPage({ maxPageSize: 5000 })) {
       for (const item of page.segment.blobItems) {
         const repository = layout.parseRepositoryOf(item.name);
         if (repository) names.add(repository);
@@ -33,7 +33,7 @@ export async function countRepositories(container: ContainerClient, root: string
       if (seen >= maxBlobs) return { root: layout.root, repositories: names.size, complete: false };
     }
   } catch (e) {
-    throw new RegionStorageError(`cannot list ${layout.repositoriesPrefix()} in ${container.url}`, e);
+    throw new RegionStorageError(`cannot list ${layout.prefix({ kind: 'repositories' })} in ${container.url}`, e);
   }
   return { root: layout.root, repositories: names.size, complete: true };
 }

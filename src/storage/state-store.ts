@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import type { ContainerClient, StorageRetryOptions } from '@azure/storage-blob';
 import type { z } from 'zod';
+import { readAll } from '../common/streams';
 import { blobServiceClient, codeOf, isNotFound, RegionStorageError, statusOf } from './clients';
 
 /**
@@ -205,11 +206,4 @@ export class StateStore {
     });
     return res.etag ?? '';
   }
-}
-
-async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
-  if (!stream) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks);
 }

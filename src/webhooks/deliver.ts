@@ -1,5 +1,5 @@
 import type { ServiceBusSender } from '@azure/service-bus';
-import { MessageSchemaError, parseMessage, WebhookDeliveryMessage, webhookDeliveryMessage } from '../bus/messages';
+import { parseOrDeadLetter, WebhookDeliveryMessage, webhookDeliveryMessage } from '../bus/messages';
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
 import type { StateStore } from '../storage/state-store';
@@ -38,13 +38,8 @@ export function retryPolicyFrom(settings: Settings): RetryPolicy {
 
 /** Throws on transient trouble of our own (state store, Service Bus): the host abandons and the message comes back. */
 export async function handleWebhookDelivery(body: unknown, deps: DeliverDeps): Promise<DeliveryOutcome> {
-  let message: WebhookDeliveryMessage;
-  try {
-    message = parseMessage(WebhookDeliveryMessage, body, 'webhook delivery');
-  } catch (e) {
-    if (e instanceof MessageSchemaError) return { outcome: 'dead-letter', reason: 'MalformedMessage', description: e.message };
-    throw e;
-  }
+  const { message, deadLetter } = parseOrDeadLetter(WebhookDeliveryMessage, body, 'webhook delivery', 'MalformedMessage');
+  if (deadLetter) return deadLetter;
   const store = new WebhookStore(deps.state);
   const what = `webhook ${message.webhook}: ${describeEvent(message.event)} (delivery ${message.deliveryId}, attempt ${message.attempt})`;
   const webhook = await store.get(message.webhook);

@@ -89,7 +89,7 @@ describe('georeg serve', () => {
     const digest = image.manifests[image.manifests.length - 1].digest;
     for (const region of ['eastus', 'canadacentral']) {
       const regionStorage = storage(region);
-      await expect.poll(() => regionStorage.readLink(regionStorage.layout.tagCurrentLink('demo/app', 'v1')), { timeout: 30_000 }).toBe(digest);
+      await expect.poll(() => regionStorage.readLink({ kind: 'tagCurrent', repository: 'demo/app', tag: 'v1' }), { timeout: 30_000 }).toBe(digest);
       const held = await regionStorage.hasBlobs([...image.blobs, ...image.manifests].map((b) => b.digest));
       expect([...held].filter(([, size]) => size === undefined), `blobs missing in ${region}`).toEqual([]);
     }
@@ -117,7 +117,7 @@ describe('georeg serve', () => {
     const bigDigest = generated('demo/app', 'big', { generate: { layers: 2, layerSize: 8 * 1024 * 1024 } }).manifests[0].digest;
     for (const region of ['eastus', 'canadacentral']) {
       const regionStorage = storage(region);
-      expect(await regionStorage.readLink(regionStorage.layout.tagCurrentLink('demo/app', 'big')), region).toBe(bigDigest);
+      expect(await regionStorage.readLink({ kind: 'tagCurrent', repository: 'demo/app', tag: 'big' }), region).toBe(bigDigest);
     }
   }, 120_000);
 

@@ -53,7 +53,7 @@ afterAll(async () => {
 
 const home = () => stack.runtime.home;
 const region = (name: string) => stack.runtime.regions.get(name)!;
-const tagIn = (storage: RegionStorage, repository: string, tag: string) => storage.readLink(storage.layout.tagCurrentLink(repository, tag));
+const tagIn = (storage: RegionStorage, repository: string, tag: string) => storage.readLink({ kind: 'tagCurrent', repository, tag });
 
 async function notify(envelope: unknown) {
   const res = await notifyStack(stack, envelope);
@@ -224,7 +224,7 @@ describe('convergence', () => {
         pushIds.push(...(await notify(d3TagDelete(repository, tag))).pushes.map((p) => p.pushId));
       } else if (r < 0.47) {
         const digest = pick(images).manifests[0].digest;
-        if (!(await home().linkExists(home().layout.manifestRevisionLink(repository, digest)))) continue;
+        if (!(await home().linkExists({ kind: 'revision', repository, digest }))) continue;
         const removedTags = await deleteManifest(home(), repository, digest);
         // Distribution sends the manifest delete, and (3.x) a tag delete per tag it removed.
         const events = [deleteEnvelope({ repository, digest }), ...removedTags.map((t) => d3TagDelete(repository, t))].flatMap((e) => e.events);
@@ -259,7 +259,7 @@ describe('convergence', () => {
       for (const tag of tags) expect(await tagIn(region(r), repository, tag), `${context}: ${r} ${tag}`).toBe(await tagIn(home(), repository, tag));
       // Every manifest home serves by digest, the region serves too.
       for (const image of images) {
-        const link = home().layout.manifestRevisionLink(repository, image.manifests[0].digest);
+        const link = { kind: 'revision', repository, digest: image.manifests[0].digest } as const;
         if (await home().linkExists(link)) expect(await region(r).linkExists(link), `${context}: ${r} revision ${image.manifests[0].digest}`).toBe(true);
       }
     }
@@ -268,7 +268,7 @@ describe('convergence', () => {
 
 /** Why the image a tag points at cannot be pulled from the region, or undefined when it can. */
 async function brokenImage(storage: RegionStorage, repository: string, digest: string): Promise<string | undefined> {
-  if (!(await storage.linkExists(storage.layout.manifestRevisionLink(repository, digest)))) return 'no revision link';
+  if (!(await storage.linkExists({ kind: 'revision', repository, digest }))) return 'no revision link';
   let image;
   try {
     image = await readImage(storage, digest);

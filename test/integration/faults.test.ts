@@ -69,7 +69,7 @@ describe('faults', () => {
     await receiver.abandonMessage(message);
     await receiver.close();
     expect((await eastus.blobProperties(victim.digest))?.size).toBe(victim.size / 2);
-    expect(await eastus.readLink(eastus.layout.tagCurrentLink('fault/partial', '1'))).toBeUndefined();
+    expect(await eastus.readLink({ kind: 'tagCurrent', repository: 'fault/partial', tag: '1' })).toBeUndefined();
 
     await eastusWorker();
     const [status] = await settled(stack, p.pushId, ['eastus']);
@@ -77,7 +77,7 @@ describe('faults', () => {
     expect(status.attempts).toBe(1);
     expect((await eastus.blobProperties(victim.digest))?.size).toBe(victim.size);
     expect((await eastus.readBlob(victim.digest, { verify: true })).equals(victim.data as Buffer)).toBe(true);
-    expect(await eastus.readLink(eastus.layout.tagCurrentLink('fault/partial', '1'))).toBe(image.manifests[0].digest);
+    expect(await eastus.readLink({ kind: 'tagCurrent', repository: 'fault/partial', tag: '1' })).toBe(image.manifests[0].digest);
   });
 
   it('a plan over the inline limit travels as a claim check and replicates the same', async () => {
@@ -109,7 +109,7 @@ describe('faults', () => {
       const deliveries = replications.filter((j) => j.messageId === `${pushId}:${region}`);
       expect(deliveries.map((d) => [d.deliveryCount, d.outcome.outcome, d.outcome.reason])).toEqual([[0, 'dead-letter', 'DigestMismatch']]);
       const target = stack.runtime.regions.get(region)!;
-      expect(await target.readLink(target.layout.tagCurrentLink('fault/corrupt', '1'))).toBeUndefined();
+      expect(await target.readLink({ kind: 'tagCurrent', repository: 'fault/corrupt', tag: '1' })).toBeUndefined();
       expect(await target.blobProperties(bad.digest)).toBeUndefined();
     }
   });
@@ -123,7 +123,7 @@ describe('faults', () => {
       expect(r.state).toBe('complete');
       expect(r.error).toBeUndefined();
       const westeurope = stack.runtime.regions.get('westeurope')!;
-      expect(await westeurope.readLink(westeurope.layout.tagCurrentLink('fault/flaky', '1'))).toBe(image.manifests[0].digest);
+      expect(await westeurope.readLink({ kind: 'tagCurrent', repository: 'fault/flaky', tag: '1' })).toBe(image.manifests[0].digest);
     } finally {
       restore();
     }
@@ -152,7 +152,7 @@ describe('faults', () => {
     await settled(stack, p.pushId, ['westeurope']);
     const westeurope = stack.runtime.regions.get('westeurope')!;
     const gone = image.blobs[0];
-    await westeurope.deleteBlob(westeurope.layout.blobData(gone.digest));
+    await westeurope.deleteBlob(gone.digest);
 
     // The same image again, planned when the region still had everything.
     const all = [...image.blobs, ...image.manifests].map(({ digest, mediaType, size }) => ({ digest, mediaType, size }));

@@ -8,6 +8,7 @@ import { deleteTag, writeImage, type ImageToWrite } from '../../src/registry/wri
 import type { JobOutcome } from '../../src/replication/replicate';
 import { ProblemStore } from '../../src/replication/problems';
 import { StatusStore } from '../../src/replication/status';
+import type { LinkSpec } from '../../src/storage/paths';
 import { DeadLetterLog } from '../support/dead-letters';
 import { drained, envelopeFor, notify as notifyStack, pushImage, settled as settledIn } from '../support/pipeline';
 
@@ -46,16 +47,16 @@ async function expectRegionMirrorsHome(region: string, image: ImageToWrite) {
     expect(h?.size, `${b.digest} at home`).toBe(b.size);
     expect(r?.size, `${b.digest} in ${region}`).toBe(b.size);
   }
-  const links = [
-    ...image.blobs.map((b) => layout.layerLink(image.repository, b.digest)),
-    ...image.manifests.map((m) => layout.manifestRevisionLink(image.repository, m.digest)),
+  const links: LinkSpec[] = [
+    ...image.blobs.map((b) => ({ kind: 'layer' as const, repository: image.repository, digest: b.digest })),
+    ...image.manifests.map((m) => ({ kind: 'revision' as const, repository: image.repository, digest: m.digest })),
   ];
   const root = image.manifests[image.manifests.length - 1];
-  if (image.tag) links.push(layout.tagIndexLink(image.repository, image.tag, root.digest), layout.tagCurrentLink(image.repository, image.tag));
+  if (image.tag) links.push({ kind: 'tagIndex', repository: image.repository, tag: image.tag, digest: root.digest }, { kind: 'tagCurrent', repository: image.repository, tag: image.tag });
   for (const link of links) {
     const [h, r] = await Promise.all([home.readLink(link), target.readLink(link)]);
-    expect(h, `${link} at home`).toBeDefined();
-    expect(r, `${link} in ${region}`).toBe(h);
+    expect(h, `${JSON.stringify(link)} at home`).toBeDefined();
+    expect(r, `${JSON.stringify(link)} in ${region}`).toBe(h);
   }
   // The manifest in the region is byte-for-byte the home's.
   expect((await target.readBlob(root.digest)).equals(await home.readBlob(root.digest))).toBe(true);
@@ -144,7 +145,7 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     const image = generated('team/broken', 'x', { generate: { layers: 2, layerSize: 4096 }, seed: 'broken' });
     await writeImage(stack.runtime.home, image);
     const lost = image.blobs[0].digest;
-    await stack.runtime.home.deleteBlob(stack.runtime.home.layout.blobData(lost));
+    await stack.runtime.home.deleteBlob(lost);
     const res = await notify(envelopeFor(image));
     expect(res.status).toBe(202);
     const regions = await settled(res.body.pushes[0].pushId);
@@ -158,7 +159,7 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
       expect(message.deadLetterErrorDescription).toContain(lost);
       expect(message.deadLetterErrorDescription).toContain(region);
       // Never a tag whose blobs are missing.
-      expect(await stack.runtime.regions.get(region)!.readLink(stack.runtime.home.layout.tagCurrentLink('team/broken', 'x'))).toBeUndefined();
+      expect(await stack.runtime.regions.get(region)!.readLink({ kind: 'tagCurrent', repository: 'team/broken', tag: 'x' })).toBeUndefined();
     }
   });
 
@@ -201,7 +202,7 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     await settled(res.body.pushes[0].pushId);
     for (const region of REPLICAS) {
       const target = stack.runtime.regions.get(region)!;
-      expect(await target.readLink(target.layout.tagCurrentLink('team/gone', 'old'))).toBeUndefined();
+      expect(await target.readLink({ kind: 'tagCurrent', repository: 'team/gone', tag: 'old' })).toBeUndefined();
       expect((await target.blobProperties(image.blobs[0].digest))?.size).toBe(image.blobs[0].size);
     }
   });

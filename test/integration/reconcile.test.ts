@@ -26,7 +26,7 @@ afterAll(async () => {
 
 const tagIn = (region: string, repository: string, tag: string) => {
   const storage = stack.runtime.regions.get(region)!;
-  return storage.readLink(storage.layout.tagCurrentLink(repository, tag));
+  return storage.readLink({ kind: 'tagCurrent', repository, tag });
 };
 
 async function lastReport(region: string): Promise<ReconcileReport | undefined> {
@@ -47,7 +47,7 @@ async function cliPush(args: [string, string | undefined], flags: Parameters<typ
 describe('reconcile (anti-entropy timer)', () => {
   it('a push whose notification was lost (georeg push --no-notify) reaches every replica within a reconcile period', async () => {
     await cliPush(['lost/push:v1', undefined], { generate: { layers: 2, layerSize: 1024 }, seed: 'lost-push', notify: false });
-    const digest = await stack.runtime.home.readLink(stack.runtime.home.layout.tagCurrentLink('lost/push', 'v1'));
+    const digest = await stack.runtime.home.readLink({ kind: 'tagCurrent', repository: 'lost/push', tag: 'v1' });
     expect(digest).toBeDefined();
     for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/push', 'v1'), { timeout: 30_000, interval: 250 }).toBe(digest);
     const report = await lastReport(REPLICAS[0]);

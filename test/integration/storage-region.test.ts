@@ -6,6 +6,7 @@ import { startAzurite, type Azurite } from '../../src/local/azurite';
 import { DigestMismatchError, digestOf } from '../../src/oci/digest';
 import { RegistryLayout } from '../../src/storage/paths';
 import { BlobNotFoundError, regionStorageFrom, RegionStorage } from '../../src/storage/region-storage';
+import { rawContainer } from '../support/raw-storage';
 
 const ACCOUNTS = ['westus', 'eastus', 'westeurope'];
 let azurite: Azurite;
@@ -17,6 +18,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await azurite?.close();
 });
+
+const raw = (region: string) => rawContainer(azurite.connectionString(region));
 
 function storage(region: string, root?: string): RegionStorage {
   return regionStorageFrom({ region, connectionString: azurite.connectionString(region), container: 'registry', root });
@@ -88,9 +91,9 @@ describe('RegionStorage', () => {
     const props = await west.blobProperties(digest);
     expect(props).toMatchObject({ size: data.length, blobType: 'AppendBlob', contentType: 'application/vnd.oci.image.layer.v1.tar+gzip' });
     expect(props!.etag).toMatch(/^"0x[0-9A-F]+"$/);
-    const raw = await west.blobClient(digest).getProperties();
-    expect(raw.blobCommittedBlockCount).toBe(3);
-    expect(west.blobClient(digest).name).toBe(layout.blobData(digest));
+    const rawProps = await raw('westus').getBlobClient(layout.blobData(digest)).getProperties();
+    expect(rawProps.blobCommittedBlockCount).toBe(3);
+    expect(west.copyAccess(digest).path).toBe(layout.blobData(digest));
     // readBlob is for manifests: a layer is refused unless the caller raises the limit.
     await expect(west.readBlob(digest)).rejects.toThrow(/over the 4194304-byte limit/);
     expect((await west.readBlob(digest, { maxBytes: 16 * 1024 * 1024 })).equals(data)).toBe(true);
@@ -139,20 +142,21 @@ describe('RegionStorage', () => {
   it('links hold exactly the digest string, no newline', async () => {
     const east = storage('eastus');
     const digest = digestOf('a manifest');
-    const path = layout.tagCurrentLink('library/web', 'latest');
-    expect(await east.readLink(path)).toBeUndefined();
-    expect(await east.linkExists(path)).toBe(false);
-    await east.writeLink(path, digest);
-    expect(await east.readLink(path)).toBe(digest);
-    expect(await east.linkExists(path)).toBe(true);
-    const raw = await east.container.getBlobClient(path).downloadToBuffer();
-    expect(raw.toString('utf8')).toBe(digest);
-    expect((await east.container.getBlobClient(path).getProperties()).blobType).toBe('BlockBlob');
-    await expect(east.writeLink(path, 'latest')).rejects.toThrow(/invalid digest/);
-    await east.container.getBlockBlobClient(path).upload('garbage', 7);
-    await expect(east.readLink(path)).rejects.toThrow(/not a digest/);
-    expect(await east.deleteBlob(path)).toBe(true);
-    expect(await east.deleteBlob(path)).toBe(false);
+    const link = { kind: 'tagCurrent', repository: 'library/web', tag: 'latest' } as const;
+    const blob = raw('eastus').getBlockBlobClient(layout.link(link));
+    expect(blob.name).toBe('docker/registry/v2/repositories/library/web/_manifests/tags/latest/current/link');
+    expect(await east.readLink(link)).toBeUndefined();
+    expect(await east.linkExists(link)).toBe(false);
+    await east.writeLink(link, digest);
+    expect(await east.readLink(link)).toBe(digest);
+    expect(await east.linkExists(link)).toBe(true);
+    expect((await blob.downloadToBuffer()).toString('utf8')).toBe(digest);
+    expect((await blob.getProperties()).blobType).toBe('BlockBlob');
+    await expect(east.writeLink(link, 'latest')).rejects.toThrow(/invalid digest/);
+    await blob.upload('garbage', 7);
+    await expect(east.readLink(link)).rejects.toThrow(/not a digest/);
+    expect(await east.deleteLink(link)).toBe(true);
+    expect(await east.deleteLink(link)).toBe(false);
   });
 
   it('lists tags and every repository:tag with its digest; deletePrefix removes a tag directory', async () => {
@@ -165,13 +169,13 @@ describe('RegionStorage', () => {
       ['solo', 'x_y.z-1', d('solo')],
     ];
     for (const [repo, tag, digest] of tags) {
-      await we.writeLink(layout.tagIndexLink(repo, tag, digest), digest);
-      await we.writeLink(layout.tagCurrentLink(repo, tag), digest);
-      await we.writeLink(layout.manifestRevisionLink(repo, digest), digest);
-      await we.writeLink(layout.layerLink(repo, d(`${repo} layer`)), d(`${repo} layer`));
+      await we.writeLink({ kind: 'tagIndex', repository: repo, tag, digest }, digest);
+      await we.writeLink({ kind: 'tagCurrent', repository: repo, tag }, digest);
+      await we.writeLink({ kind: 'revision', repository: repo, digest }, digest);
+      await we.writeLink({ kind: 'layer', repository: repo, digest: d(`${repo} layer`) }, d(`${repo} layer`));
     }
     // A tag directory with history but no current link is not a tag.
-    await we.writeLink(layout.tagIndexLink('library/web', 'gone', d('gone')), d('gone'));
+    await we.writeLink({ kind: 'tagIndex', repository: 'library/web', tag: 'gone', digest: d('gone') }, d('gone'));
 
     expect(await we.listTags('library/web')).toEqual(['1.0', 'latest']);
     expect(await we.listTags('nothing/here')).toEqual([]);
@@ -182,9 +186,10 @@ describe('RegionStorage', () => {
       tags.map(([repository, tag, digest]) => ({ repository, tag, digest })).sort((a, b) => `${a.repository}:${a.tag}`.localeCompare(`${b.repository}:${b.tag}`)),
     );
 
-    expect(await we.deletePrefix(`${layout.tagDirectory('library/web', '1.0')}/`)).toBe(2);
+    expect(await we.deletePrefix({ kind: 'tag', repository: 'library/web', tag: '1.0' })).toBe(2);
     expect(await we.listTags('library/web')).toEqual(['latest']);
-    expect(await we.deletePrefix(layout.manifestRevisionLink('solo', d('solo')))).toBe(1);
+    expect(await we.deletePrefix({ kind: 'tagIndex', repository: 'library/web', tag: 'latest' })).toBe(1);
+    expect(await we.listTags('library/web')).toEqual(['latest']);
   });
 
   it('works with Distribution 2.8 names (leading slash) and a 3.x rootdirectory prefix', async () => {
@@ -193,11 +198,11 @@ describe('RegionStorage', () => {
       const data = Buffer.from(`layer under ${root}`);
       const digest = digestOf(data);
       await s.writeBlob(digest, data, { append: true });
-      await s.writeLink(s.layout.tagCurrentLink('library/app', 'v1'), digest);
+      await s.writeLink({ kind: 'tagCurrent', repository: 'library/app', tag: 'v1' }, digest);
       expect((await s.blobProperties(digest))?.size).toBe(data.length);
-      expect(s.blobClient(digest).name).toBe(`${root}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}/data`);
+      expect(s.copyAccess(digest).path).toBe(`${root}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}/data`);
       const names = [];
-      for await (const item of s.container.listBlobsFlat({ prefix: root })) names.push(item.name);
+      for await (const item of raw('westeurope').listBlobsFlat({ prefix: root })) names.push(item.name);
       expect(names).toContain(s.layout.blobData(digest));
       const entries = [];
       for await (const e of s.listRepositoriesWithTags()) entries.push(e);

@@ -66,6 +66,6 @@ describe('settlement without message actions (Azure Functions for Node)', () => 
     // The verdict is gone with its dead letter.
     expect(await stack.runtime.state.get(statePaths.deadLetterVerdict('replication', messageId), Verdict)).toBeUndefined();
     const eastus = stack.runtime.regions.get('eastus')!;
-    expect(await eastus.readLink(eastus.layout.tagCurrentLink('settle/corrupt', '1'))).toBeUndefined();
+    expect(await eastus.readLink({ kind: 'tagCurrent', repository: 'settle/corrupt', tag: '1' })).toBeUndefined();
   });
 });

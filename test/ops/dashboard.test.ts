@@ -109,7 +109,7 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
       await expect.poll(() => regionDeadLettered(region), { timeout: 20_000 }).toBe('0');
     }
     const eastus = stack.runtime.regions.get('eastus')!;
-    expect(await eastus.readLink(eastus.layout.tagCurrentLink('dash/broken', '1'))).toBe(image.manifests[0].digest);
+    expect(await eastus.readLink({ kind: 'tagCurrent', repository: 'dash/broken', tag: '1' })).toBe(image.manifests[0].digest);
   }, 120_000);
 
   it('asks for the key when the page has none, and the data calls refuse without it', async () => {

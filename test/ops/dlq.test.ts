@@ -81,7 +81,7 @@ describe('georeg dlq', () => {
     const statuses = new StatusStore(stack.runtime.state);
     await expect.poll(async () => (await statuses.region(pushId, 'eastus'))?.state, { timeout: 20_000 }).toBe('complete');
     const target = stack.runtime.regions.get('eastus')!;
-    expect(await target.readLink(target.layout.tagCurrentLink('dlq/corrupt', '1'))).toBe(image.manifests[0].digest);
+    expect(await target.readLink({ kind: 'tagCurrent', repository: 'dlq/corrupt', tag: '1' })).toBe(image.manifests[0].digest);
     expect((await target.readBlob(bad.digest, { verify: true })).equals(bad.data as Buffer)).toBe(true);
     expect(await countIn('region:eastus')).toBe(0);
 
@@ -151,7 +151,7 @@ describe('georeg dlq', () => {
     expect(after.sync!.failures).toEqual([]);
     expect(after.sync!.done.jobs).toBe(after.sync!.total.jobs);
     const target = stack.runtime.registry.storageOf({ name: 'northeurope', storage: { connectionString: stack.storageConnectionString('northeurope') } });
-    expect(await target.readLink(target.layout.tagCurrentLink('dlq/backfill', '1'))).toBe(image.manifests[0].digest);
+    expect(await target.readLink({ kind: 'tagCurrent', repository: 'dlq/backfill', tag: '1' })).toBe(image.manifests[0].digest);
   }, 120_000);
 
   it('refuses a redrive that names no queue or no selection, and a region that is not a replica', async () => {

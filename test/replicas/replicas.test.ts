@@ -7,6 +7,7 @@ import { startStack, type Stack } from '../../src/local/stack';
 import type { ReplicaView } from '../../src/replicas/admin-api';
 import { writeImage } from '../../src/registry/writer';
 import type { RegionStorage } from '../../src/storage/region-storage';
+import { rawContainer } from '../support/raw-storage';
 import { runCli } from '../support/cli';
 import { eventually } from '../support/eventually';
 import { pushImage, settled } from '../support/pipeline';
@@ -75,11 +76,15 @@ function until(name: string, statuses: string[]): Promise<ReplicaView> {
   return eventually(() => show(name), (v) => statuses.includes(v.status), { what: `${name} to become ${statuses.join(' or ')}` });
 }
 
+/** The region's registry container as any client of the account sees it. */
+const registryOf = (region: string) => rawContainer(stack.storageConnectionString(region), stack.settings.registry.container);
+
 /** Every blob under the registry root, with link contents (data blobs by size). */
 async function snapshot(storage: RegionStorage): Promise<Map<string, string>> {
+  const container = registryOf(storage.region);
   const out = new Map<string, string>();
-  for await (const b of storage.container.listBlobsFlat({ prefix: storage.layout.everythingPrefix() })) {
-    out.set(b.name, b.name.endsWith('/link') ? (await storage.container.getBlobClient(b.name).downloadToBuffer()).toString() : String(b.properties.contentLength));
+  for await (const b of container.listBlobsFlat({ prefix: storage.layout.prefix({ kind: 'everything' }) })) {
+    out.set(b.name, b.name.endsWith('/link') ? (await container.getBlobClient(b.name).downloadToBuffer()).toString() : String(b.properties.contentLength));
   }
   return out;
 }
@@ -195,9 +200,9 @@ describe('replica management', () => {
   it('resync repairs a blob deleted by hand in a region and reports what was missing', async () => {
     const eastus = storageOf('eastus');
     const victim = images[0].blobs[1];
-    expect(await eastus.deleteBlob(eastus.layout.blobData(victim.digest))).toBe(true);
-    const layerLink = eastus.layout.layerLink('shop/web', images[0].blobs[0].digest);
-    expect(await eastus.deleteBlob(layerLink)).toBe(true);
+    expect(await eastus.deleteBlob(victim.digest)).toBe(true);
+    const layerLink = { kind: 'layer', repository: 'shop/web', digest: images[0].blobs[0].digest } as const;
+    expect(await eastus.deleteLink(layerLink)).toBe(true);
 
     const res = await cli('replication', 'resync', '--region', 'eastus', '--wait', '-o', 'json');
     expect(res.code, res.stderr).toBe(0);
@@ -234,7 +239,7 @@ describe('replica management', () => {
     expect(p.jobs.map((j) => j.region)).toEqual(['eastus']);
     await settled(stack, p.pushId, ['eastus']);
     const westeurope = storageOf('westeurope');
-    expect(await westeurope.readLink(westeurope.layout.tagCurrentLink('shop/late', '1'))).toBeUndefined();
+    expect(await westeurope.readLink({ kind: 'tagCurrent', repository: 'shop/late', tag: '1' })).toBeUndefined();
     expect(Object.fromEntries(await snapshot(westeurope))).toEqual(Object.fromEntries(before));
   });
 
@@ -272,9 +277,9 @@ describe('replica management', () => {
     // Its dead letter was handled by the dead-letter trigger, which leaves none waiting.
     await expect.poll(async () => (await show('northeurope')).deadLetters).toBe(0);
     const northeurope = storageOf('northeurope');
-    expect(await northeurope.readLink(northeurope.layout.tagCurrentLink('shop/rotten', '1'))).toBeUndefined();
+    expect(await northeurope.readLink({ kind: 'tagCurrent', repository: 'shop/rotten', tag: '1' })).toBeUndefined();
     // Every other tag made it.
-    expect(await northeurope.readLink(northeurope.layout.tagCurrentLink('shop/web', '1.0'))).toBe(images[0].manifests[0].digest);
+    expect(await northeurope.readLink({ kind: 'tagCurrent', repository: 'shop/web', tag: '1.0' })).toBe(images[0].manifests[0].digest);
     expect(failed.sync!.done.jobs).toBe(failed.sync!.total.jobs);
   });
 

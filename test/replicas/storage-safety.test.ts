@@ -5,6 +5,7 @@ import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import type { RegionStorage } from '../../src/storage/region-storage';
+import { rawContainer } from '../support/raw-storage';
 import { pushImage, settled } from '../support/pipeline';
 
 /**
@@ -43,10 +44,14 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
   return { status: res.status, body: await res.json() };
 }
 
+/** The region's registry container as any client of the account sees it. */
+const registryOf = (region: string) => rawContainer(stack.storageConnectionString(region), stack.settings.registry.container);
+
 /** Every blob under the registry root, with its size. */
 async function snapshot(storage: RegionStorage): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for await (const b of storage.container.listBlobsFlat({ prefix: storage.layout.everythingPrefix() })) out.set(b.name, b.properties.contentLength ?? 0);
+  const prefix = storage.layout.prefix({ kind: 'everything' });
+  for await (const b of registryOf(storage.region).listBlobsFlat({ prefix })) out.set(b.name, b.properties.contentLength ?? 0);
   return out;
 }
 
@@ -88,7 +93,7 @@ describe('replica storage', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(409);
     expect(res.body.error).toMatch(/where the home region westus keeps its registry/);
     const left: string[] = [];
-    for await (const b of storageOf('westus').container.listBlobsFlat({ prefix: '_georeg/' })) left.push(b.name);
+    for await (const b of registryOf('westus').listBlobsFlat({ prefix: '_georeg/' })) left.push(b.name);
     expect(left).toEqual([]);
   });
 
@@ -127,7 +132,7 @@ describe('replica storage', () => {
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const north = storageOf('northeurope');
     await expect.poll(async () => (await api('GET', '/replications/northeurope')).body.replication.status, { timeout: 30_000 }).toBe('Ready');
-    const beside = north.container.getBlockBlobClient('notes/kept.txt');
+    const beside = registryOf('northeurope').getBlockBlobClient('notes/kept.txt');
     await beside.upload('not registry data', 17);
 
     const res = await api('DELETE', '/replications/northeurope?purge=true');

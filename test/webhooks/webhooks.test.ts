@@ -107,7 +107,7 @@ describe('regional webhooks', () => {
             const data = await target.readBlob(b.digest).catch(() => undefined);
             if (data?.length !== b.size) missing.push(b.digest);
           }
-          const tag = await target.readLink(target.layout.tagCurrentLink('hooks/web', '1.0'));
+          const tag = await target.readLink({ kind: 'tagCurrent', repository: 'hooks/web', tag: '1.0' });
           return { missing, tag, region: req.json?.region };
         },
       });
@@ -321,7 +321,7 @@ describe('regional webhooks', () => {
       const target = stack.runtime.regions.get(region)!;
       subs[region] = await subscriber({
         onEvent: async () => ({
-          tag: await target.readLink(target.layout.tagCurrentLink('del/web', 'old')),
+          tag: await target.readLink({ kind: 'tagCurrent', repository: 'del/web', tag: 'old' }),
           blob: (await target.blobProperties(image.blobs[0].digest))?.size,
         }),
       });
