@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { parseDigest } from '../oci/digest';
 
 /**
- * The one place that knows where things live. Nothing else in georeg concatenates a storage path.
+ * The one place that knows where things live. Nothing else in georeg concatenates a storage path:
+ * callers name a link or a prefix by its kind (LinkSpec, PrefixSpec below, as Distribution's path
+ * specs) and RegistryLayout turns it into the name below.
  *
  * Registry storage (CNCF Distribution v2 layout, unchanged, so a stock registry serves any replica),
  * under `<root>` inside the registry container of each region's account:
