@@ -1,11 +1,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { loadTopologyFile, startServiceBusEmulator } from 'servicebus-emulator';
 import { LOCAL_SETTINGS_FILE } from '../config/local-settings';
 import { startAzurite } from './azurite';
 import { emulatorRegions, withEmulatorConnections, type LocalSettingsJson } from './emulator-settings';
-import { defaultTopologyPath, loadTopologyFile, startServiceBusEmulator } from './servicebus';
-import { replicationTopology } from './stack';
+import { defaultTopologyPath, replicationTopology } from './stack';
 
 /**
  * `npm run emulators`: Azurite (devstoreaccount1 for AzureWebJobsStorage, plus one account per

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { loadTopologyFile, startServiceBusEmulator, type Topology } from 'servicebus-emulator';
 import type { Logger } from '../common/log';
 import { loadSettings, type Settings } from '../config/settings';
 import { createRuntime, type Runtime } from '../runtime';
 import { startAzurite } from './azurite';
 import { startLocalHost, type LocalHost, type LocalHostOptions } from './host';
-import { defaultTopologyPath, loadTopologyFile, startServiceBusEmulator } from './servicebus';
 
 /**
  * The embedded stack: Azurite with one storage account per region, the Service Bus emulator with
@@ -93,7 +94,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
 }
 
-type Topology = ReturnType<typeof loadTopologyFile>;
+/** georeg's Service Bus entities, in the emulator's Config.json shape (Microsoft's emulator reads the same file). */
+export const defaultTopologyPath = join(__dirname, '..', '..', 'config', 'servicebus-emulator.json');
 
 /**
  * georeg's topology file with one subscription per replica region: each copies the properties and

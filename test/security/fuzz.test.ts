@@ -1,12 +1,12 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTopologyFile, startServiceBusEmulator, type ServiceBusEmulator } from 'servicebus-emulator';
 import { generated } from '../support/images';
 import type { HttpOutput } from '../../src/common/http';
 import { silentLogger } from '../../src/common/log';
 import { loadSettings } from '../../src/config/settings';
 import { startAzurite, type Azurite } from '../../src/local/azurite';
-import { defaultTopologyPath, loadTopologyFile, startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
-import { replicationTopology } from '../../src/local/stack';
+import { defaultTopologyPath, replicationTopology } from '../../src/local/stack';
 import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { handleReplicaAdmin } from '../../src/replicas/admin-api';

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadTopologyFile, startServiceBusEmulator, type ServiceBusEmulator } from 'servicebus-emulator';
 import { startAzurite, type Azurite } from '../../src/local/azurite';
-import { defaultTopologyPath, loadTopologyFile, startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
-import { replicationTopology } from '../../src/local/stack';
+import { defaultTopologyPath, replicationTopology } from '../../src/local/stack';
 import { regionStorageFrom, type RegionStorage } from '../../src/storage/region-storage';
 
 /**

@@ -2,10 +2,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
 
 /**
- * `npm run bench:bus`: the embedded Service Bus emulator under the real SDK. Messages per second
+ * `npm run bench`: the emulator under the real SDK. Messages per second
  * end to end (1 KiB bodies: batched send → peek-lock receive → complete) with 1 and 8 receivers,
  * and resident memory with 100,000 messages queued. The emulator runs in a child process
- * (bench/bus-emulator.ts), so client and broker each have a core and the memory figure is the
+ * (bench/emulator-process.ts), so client and broker each have a core and the memory figure is the
  * emulator's own. Measures and prints; asserts nothing.
  */
 
@@ -15,7 +15,7 @@ const QUEUED = Number(args.get('queued') ?? 100_000);
 const body = 'x'.repeat(1024);
 
 async function main() {
-  const emulator = fork(require.resolve('./bus-emulator.ts'), [], { execArgv: ['--expose-gc', '--import', 'tsx'] });
+  const emulator = fork(require.resolve('./emulator-process.ts'), [], { execArgv: ['--expose-gc', '--import', 'tsx'] });
   const { connectionString } = await reply<{ connectionString: string }>(emulator, 'ready');
   const client = new ServiceBusClient(connectionString);
   const rows: Array<Record<string, string | number>> = [];

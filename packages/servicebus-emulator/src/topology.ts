@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -84,8 +83,6 @@ export type Topology = z.infer<typeof TopologySchema>;
 export type TopologyInput = z.input<typeof TopologySchema>;
 export type EntityPropertiesConfig = z.infer<typeof EntityProperties>;
 export type SubscriptionConfig = z.infer<typeof SubscriptionSchema>;
-
-export const defaultTopologyPath = join(__dirname, '..', '..', '..', 'config', 'servicebus-emulator.json');
 
 export function parseTopology(json: unknown, source = 'topology'): Topology {
   const parsed = TopologySchema.safeParse(json);

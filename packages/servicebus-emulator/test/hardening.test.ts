@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { ServiceBusClient } from '@azure/service-bus';
 import * as rhea from 'rhea';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
+import { startServiceBusEmulator, type ServiceBusEmulator } from '../src';
 
 /**
  * The emulator facing a careless or hostile client: broken SAS tokens, oversized administration

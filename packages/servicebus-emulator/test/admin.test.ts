@@ -1,8 +1,7 @@
 import { isServiceBusError, ServiceBusClient, type QueueProperties, type ServiceBusAdministrationClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAdministrationClient } from '../../src/bus/admin';
-import { drain as drainEntity } from './drain';
-import { startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
+import { startServiceBusEmulator, type ServiceBusEmulator } from '../src';
+import { administrationClient, drain as drainEntity } from './support';
 
 // The real ServiceBusAdministrationClient over real HTTP to the emulator's ATOM API, and the real
 // ServiceBusClient over AMQP on the same port: what one creates, the other must see at once.
@@ -30,7 +29,7 @@ let client: ServiceBusClient;
 
 beforeAll(async () => {
   emulator = await startServiceBusEmulator({ port: 0, topology });
-  admin = createAdministrationClient(emulator.connectionString);
+  admin = administrationClient(emulator.connectionString);
   client = new ServiceBusClient(emulator.connectionString);
 });
 
@@ -50,7 +49,7 @@ async function restError(p: Promise<unknown>): Promise<{ statusCode?: number; co
   throw new Error('expected the call to fail');
 }
 
-const drain = (topic: string, sub: string) => drainEntity(client, topic, sub);
+const drain = (topic: string, sub: string) => drainEntity(emulator, client, topic, sub);
 
 describe('Service Bus emulator administration API with the real ServiceBusAdministrationClient', () => {
   it('reports the namespace', async () => {
@@ -123,11 +122,11 @@ describe('Service Bus emulator administration API with the real ServiceBusAdmini
 
   it('answers a wrong key with 401, as the SDK expects', async () => {
     const wrong = emulator.connectionString.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`);
-    const err = await restError(createAdministrationClient(wrong).getQueue('existing'));
+    const err = await restError(administrationClient(wrong).getQueue('existing'));
     expect(err).toMatchObject({ statusCode: 401, code: 'UnauthorizedRequestError' });
     expect(err.message).toContain('InvalidSignature');
     const unknownKeyName = emulator.connectionString.replace(/SharedAccessKeyName=[^;]+/, 'SharedAccessKeyName=someone');
-    expect(await restError(createAdministrationClient(unknownKeyName).listQueues().next())).toMatchObject({ statusCode: 401, code: 'UnauthorizedRequestError' });
+    expect(await restError(administrationClient(unknownKeyName).listQueues().next())).toMatchObject({ statusCode: 401, code: 'UnauthorizedRequestError' });
   });
 
   it('creates, reads, updates, lists and deletes a topic', async () => {

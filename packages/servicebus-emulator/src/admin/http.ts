@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Logger } from '../../../common/log';
-import { EntityRequestError, type Namespace, type Queue, type Rule, type Subscription, type Topic } from '../entities';
+import type { Logger } from '../log';
+import { EntityRequestError } from '../errors';
+import type { Namespace, Queue, Subscription, Topic } from '../namespace';
+import type { Rule } from '../rules';
 import { sasAudience, sasTokenProblem, type SasKey } from '../sas';
 import { SqlFilterError } from '../sql-filter';
 import { emptyFeed, entry, errorDocument, feed, namespaceDescription, queueDescription, ruleDescription, subscriptionDescription, topicDescription, type Document, type FeedItem } from './atom';
@@ -56,7 +58,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
   return createServer((req, res) => {
     handle(options, req, res).catch((e) => {
       options.log?.error(`servicebus emulator admin: ${(e as Error).stack ?? e}`);
-      if (!res.headersSent) send(res, 500, errorDocument(500, `georeg's Service Bus emulator failed: ${(e as Error).message}`), 'application/xml; charset=utf-8');
+      if (!res.headersSent) send(res, 500, errorDocument(500, `the Service Bus emulator failed: ${(e as Error).message}`), 'application/xml; charset=utf-8');
     });
   });
 }

@@ -2,7 +2,7 @@ import { ServiceBusClient, type ServiceBusAdministrationClient } from '@azure/se
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdministrationClient } from '../../src/bus/admin';
 import { deleteRegionSubscription, ensureRegionSubscription, regionQueue } from '../../src/bus/subscriptions';
-import { startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
+import { startServiceBusEmulator, type ServiceBusEmulator } from 'servicebus-emulator';
 
 // A replica region's subscription, managed through the real administration client against the
 // emulator: created with its region rule alone, repaired when someone left `$Default` on it.

@@ -1,7 +1,7 @@
-import { startServiceBusEmulator } from '../src/local/servicebus';
+import { startServiceBusEmulator } from '../src';
 
 /**
- * The emulator alone in its own process, for `npm run bench:bus`: its resident memory is then the
+ * The emulator alone in its own process, for `npm run bench` (bench/bus.ts): its resident memory is then the
  * emulator's, not the SDK client's. Answers 'measure' over IPC with RSS (after a GC) and counts.
  */
 

@@ -1,7 +1,7 @@
 import { ServiceBusClient, isServiceBusError } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { drain as drainEntity } from './drain';
-import { startServiceBusEmulator, type ServiceBusEmulator } from '../../src/local/servicebus';
+import { startServiceBusEmulator, type ServiceBusEmulator } from '../src';
+import { drain as drainEntity } from './support';
 
 // Short locks and low delivery counts keep the lock-expiry tests quick.
 const entity = (extra: Record<string, unknown> = {}) => ({ LockDuration: 'PT2S', MaxDeliveryCount: 3, ...extra });
@@ -49,7 +49,7 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const drain = (queue: string, sub?: string) => drainEntity(client, queue, sub);
+const drain = (queue: string, sub?: string) => drainEntity(emulator, client, queue, sub);
 
 describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
   it('sends and receives on a queue with the annotations the SDK reads', async () => {

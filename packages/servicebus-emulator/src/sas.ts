@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * Shared access signature checks, one place for both doors into the emulator: the AMQP `$cbs`
@@ -56,4 +56,9 @@ function rawFields(text: string): Record<string, string> {
     if (at > 0) out[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return out;
+}
+
+/** A new random namespace key (32 bytes, base64), as Azure generates one. */
+export function newKey(): string {
+  return randomBytes(32).toString('base64');
 }

@@ -1,6 +1,6 @@
 import { parseXML } from '@azure/core-xml';
 import { z } from 'zod';
-import { EntityRequestError } from '../entities';
+import { EntityRequestError } from '../errors';
 import { firstIssue, QueueSchema, RuleSchema, SubscriptionSchema, TopicSchema, type EntityPropertiesConfig, type RuleConfig, type SubscriptionConfig } from '../topology';
 
 /**
@@ -98,7 +98,7 @@ function properties(body: XmlObject): Record<string, unknown> {
     else out[key] = value;
   }
   for (const key of ['ForwardTo', 'ForwardDeadLetteredMessagesTo'] as const) {
-    if (out[key]) throw new EntityRequestError('bad-request', `${key} (${String(out[key])}) is not supported by georeg's Service Bus emulator: it does not forward messages. Leave ${key} unset.`);
+    if (out[key]) throw new EntityRequestError('bad-request', `${key} (${String(out[key])}) is not supported by the Service Bus emulator: it does not forward messages. Leave ${key} unset.`);
   }
   return out;
 }
@@ -108,7 +108,7 @@ function ruleInput(name: string, body: XmlObject): unknown {
   const action = body.Action as XmlObject | undefined;
   const filterType = xsiType(filter) ?? 'SqlFilter';
   const actionSql = xsiType(action) === 'SqlRuleAction' ? text(action?.SqlExpression) : undefined;
-  if (filter.Parameters || action?.Parameters) throw new EntityRequestError('bad-request', `rule ${name}: SQL parameters (@name) are not supported by georeg's Service Bus emulator; write the values into the expression.`);
+  if (filter.Parameters || action?.Parameters) throw new EntityRequestError('bad-request', `rule ${name}: SQL parameters (@name) are not supported by the Service Bus emulator; write the values into the expression.`);
   const Action = actionSql ? { SqlExpression: actionSql } : undefined;
   switch (filterType) {
     case 'SqlFilter':

@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import type { Logger } from '../../common/log';
+import type { Logger } from './log';
 
 /**
  * One port for both protocols, so one `UseDevelopmentEmulator=true` connection string serves the

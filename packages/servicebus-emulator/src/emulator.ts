@@ -1,26 +1,16 @@
-import type { Logger } from '../../common/log';
 import { createAdminServer } from './admin/http';
-import { Namespace, type EntityCounts } from './entities';
+import { EmulatorServer } from './amqp/server';
 import { listenShared } from './listener';
-import { EmulatorServer, newKey } from './server';
+import type { Logger } from './log';
+import type { EntityCounts } from './messages';
+import { Namespace } from './namespace';
+import { newKey } from './sas';
 import { parseTopology, type Topology, type TopologyInput } from './topology';
-
-/**
- * georeg's embedded Service Bus emulator: an AMQP 1.0 server (rhea) that the unmodified
- * @azure/service-bus SDK talks to with an ordinary `UseDevelopmentEmulator=true` connection
- * string, and on the same port the ATOM/XML administration API `ServiceBusAdministrationClient`
- * calls (plain HTTP: src/bus/admin.ts points the client there). Entities come from a
- * Config.json-shaped topology (the same file Microsoft's emulator reads) and can be created,
- * changed and deleted at run time through the administration API. Everything is in memory:
- * closing or restarting it loses every queued message and every entity created at run time.
- */
-
-export { defaultTopologyPath, loadTopologyFile, parseTopology, type Topology } from './topology';
-export { Namespace, type EntityCounts } from './entities';
 
 export interface ServiceBusEmulatorOptions {
   /** 0 (default) picks a free port; 5672 is what `UseDevelopmentEmulator` clients expect by default. */
   port?: number;
+  /** Address to listen on; default 127.0.0.1. */
   host?: string;
   /** A Config.json-shaped object (validated here; a bad one throws naming the field). */
   topology: Topology | TopologyInput | Record<string, unknown>;

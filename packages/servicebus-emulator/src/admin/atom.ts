@@ -1,5 +1,7 @@
 import { stringifyXML } from '@azure/core-xml';
-import type { EntityCounts, Namespace, Queue, Rule, Subscription, Topic } from '../entities';
+import type { EntityCounts } from '../messages';
+import type { Namespace, Queue, Subscription, Topic } from '../namespace';
+import type { Rule } from '../rules';
 import type { EntityPropertiesConfig } from '../topology';
 
 /**
