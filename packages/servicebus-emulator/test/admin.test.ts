@@ -305,7 +305,7 @@ describe('Service Bus emulator administration API with the real ServiceBusAdmini
 
   it('pages lists with $skip/$top: 120 queues in pages of 50', async () => {
     const names = Array.from({ length: 120 }, (_, i) => `page-${String(i).padStart(3, '0')}`);
-    for (const name of names) await admin.createQueue(name);
+    await Promise.all(names.map((name) => admin.createQueue(name)));
     const pages: string[][] = [];
     for await (const page of admin.listQueues().byPage({ maxPageSize: 50 })) pages.push(page.map((q) => q.name));
     // 121 queues with 'existing': 50 + 50 + 21, in name order, none twice.
@@ -323,6 +323,6 @@ describe('Service Bus emulator administration API with the real ServiceBusAdmini
     const page = resumed.value as QueueProperties[] & { continuationToken?: string };
     expect(page.map((q) => q.name)).toEqual(['page-109', 'page-110', 'page-111', 'page-112', 'page-113']);
     expect(page.continuationToken).toBe('115');
-    for (const name of names) await admin.deleteQueue(name);
+    await Promise.all(names.map((name) => admin.deleteQueue(name)));
   }, 60_000);
 });

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServiceBusEmulator, type ServiceBusEmulator } from '../src';
 import { drain as drainEntity } from './support';
 
-// Short locks and low delivery counts keep the lock-expiry tests quick.
-const entity = (extra: Record<string, unknown> = {}) => ({ LockDuration: 'PT2S', MaxDeliveryCount: 3, ...extra });
+// Low delivery counts keep the dead-letter tests quick; `locks` has a short lock for the expiry test.
+const entity = (extra: Record<string, unknown> = {}) => ({ LockDuration: 'PT30S', MaxDeliveryCount: 3, ...extra });
 const topology = {
   UserConfig: {
     Namespaces: [
@@ -13,7 +13,8 @@ const topology = {
         Queues: [
           { Name: 'q', Properties: entity() },
           { Name: 'dedupe', Properties: entity({ RequiresDuplicateDetection: true, DuplicateDetectionHistoryTimeWindow: 'PT1M' }) },
-          { Name: 'ttl', Properties: entity({ DefaultMessageTimeToLive: 'PT1S', DeadLetteringOnMessageExpiration: true }) },
+          { Name: 'locks', Properties: entity({ LockDuration: 'PT1S' }) },
+          { Name: 'ttl', Properties: entity({ DeadLetteringOnMessageExpiration: true }) },
           { Name: 'load', Properties: entity({ LockDuration: 'PT30S' }) },
           { Name: 'small', Properties: entity({ MaxMessageSizeInKilobytes: 1 }) },
         ],
@@ -46,8 +47,6 @@ afterAll(async () => {
   await client?.close();
   await emulator?.close();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const drain = (queue: string, sub?: string) => drainEntity(emulator, client, queue, sub);
 
@@ -113,12 +112,12 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
   });
 
   it('renewal keeps a lock past its first expiry; an expired lock redelivers and its settlement fails', async () => {
-    const sender = client.createSender('q');
+    const sender = client.createSender('locks');
     await sender.sendMessages([{ body: 'renewed' }, { body: 'lapsed' }]);
     // The SDK renews locks by itself (halfway through each) unless told not to: `kept` is renewed,
     // `lapsed` is not. `lapsed` is received after `kept`, so its lock ends no sooner.
-    const renewing = client.createReceiver('q');
-    const lapsing = client.createReceiver('q', { maxAutoLockRenewalDurationInMs: 0 });
+    const renewing = client.createReceiver('locks');
+    const lapsing = client.createReceiver('locks', { maxAutoLockRenewalDurationInMs: 0 });
     const [kept] = await renewing.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     const [lapsed] = await lapsing.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect([kept.body, lapsed.body]).toEqual(['renewed', 'lapsed']);
@@ -133,7 +132,7 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
     await renewing.completeMessage(kept);
     await expect(lapsing.completeMessage(lapsed)).rejects.toMatchObject({ code: 'MessageLockLost' });
     await lapsing.completeMessage(again);
-    expect(emulator.counts('q').active).toBe(0);
+    expect(emulator.counts('locks').active).toBe(0);
     await Promise.all([sender.close(), renewing.close(), lapsing.close()]);
   });
 
@@ -146,7 +145,8 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
       expect(m.deliveryCount).toBe(i);
       await receiver.abandonMessage(m);
     }
-    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toHaveLength(0);
+    // The third abandon settled: the message is in the dead-letter sub-queue, not back in the queue.
+    expect(emulator.counts('q')).toMatchObject({ active: 0, deadLetter: 1 });
     const dlq = client.createReceiver('q', { subQueueType: 'deadLetter' });
     const [dead] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(dead).toMatchObject({ messageId: 'poison', deadLetterReason: 'MaxDeliveryCountExceeded' });
@@ -156,17 +156,20 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
 
   it('schedules messages, cancels them, and peeks', async () => {
     const sender = client.createSender('q');
-    const [keep, cancel] = await sender.scheduleMessages([{ body: 'later' }, { body: 'never' }].slice(0, 1), new Date(Date.now() + 800)).then(async (a) => [a[0], (await sender.scheduleMessages({ body: 'never' }, new Date(Date.now() + 800)))[0]]);
+    const at = new Date(Date.now() + 300);
+    const [keep] = await sender.scheduleMessages({ body: 'later' }, at);
+    const [cancel] = await sender.scheduleMessages({ body: 'never' }, at);
     expect(emulator.counts('q').scheduled).toBe(2);
     await sender.cancelScheduledMessages(cancel);
     const receiver = client.createReceiver('q');
     const peeked = await receiver.peekMessages(10);
     expect(peeked.map((m) => m.body)).toEqual(['later']);
     expect(peeked[0].state).toBe('scheduled');
-    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 })).toHaveLength(0);
-    const [m] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+    // The receiver waits from now; the message becomes available at its time, not before.
+    const [m] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 5000 });
     expect(m.body).toBe('later');
     expect(m.sequenceNumber!.toNumber()).toBe(keep.toNumber());
+    expect(m.enqueuedTimeUtc!.getTime()).toBeGreaterThanOrEqual(at.getTime());
     await receiver.completeMessage(m);
     await Promise.all([sender.close(), receiver.close()]);
   });
@@ -192,10 +195,15 @@ describe('Service Bus emulator with the real @azure/service-bus SDK', () => {
 
   it('dead-letters an expired message where the entity says so', async () => {
     const sender = client.createSender('ttl');
-    await sender.sendMessages({ body: 'stale' });
-    await sleep(1200); // past the entity's time to live (1 s): expiry is the clock's doing
+    await sender.sendMessages({ body: 'stale', timeToLive: 100 });
+    await sender.sendMessages({ body: 'fresh' });
+    // Expiry is the clock's doing: wait out the 100 ms the first message may live.
+    await new Promise((r) => setTimeout(r, 150));
     const receiver = client.createReceiver('ttl');
-    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toHaveLength(0);
+    // The first message in the queue is not delivered: the receiver gets the second one.
+    const [first] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+    expect(first.body).toBe('fresh');
+    await receiver.completeMessage(first);
     const dlq = client.createReceiver('ttl', { subQueueType: 'deadLetter' });
     const [dead] = await dlq.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(dead).toMatchObject({ body: 'stale', deadLetterReason: 'TTLExpiredException' });
