@@ -114,7 +114,7 @@ export interface RemoteOutcome {
   undeliverableHere?: boolean;
   annotations?: Record<string, unknown>;
   /** The outcome encoded back, to echo in our settlement. */
-  echo?: unknown;
+  echo(): unknown;
 }
 
 export function remoteOutcome(delivery: rhea.Delivery): RemoteOutcome {
@@ -125,7 +125,7 @@ export function remoteOutcome(delivery: rhea.Delivery): RemoteOutcome {
     error: state?.error,
     undeliverableHere: state?.undeliverable_here,
     annotations: state?.message_annotations,
-    echo: state?.described?.(),
+    echo: () => state?.described?.(),
   };
 }
 

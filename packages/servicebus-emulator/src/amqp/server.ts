@@ -286,7 +286,7 @@ export class EmulatorServer {
       }
       // Settle: modified/released are echoed; a dead-letter (rejected) is confirmed as accepted,
       // since the SDK reads any error on the settling state as a failed settlement.
-      const echo = outcome === 'modified' || outcome === 'released' ? state.echo : undefined;
+      const echo = outcome === 'modified' || outcome === 'released' ? state.echo() : undefined;
       settleFinally(delivery, echo ?? acceptedOutcome());
     } catch (e) {
       if (!(e instanceof LockLostError)) throw e;
