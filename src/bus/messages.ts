@@ -1,19 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
 import { z } from 'zod';
+import { describeZodError } from '../common/zod';
 import { DigestSchema } from '../oci/digest';
+import { DescriptorRef } from '../oci/manifest';
 
 /**
  * Every message georeg puts on Service Bus, with its schema. Handlers parse with these and
  * dead-letter what does not parse, with the zod error as the reason. Bodies are versioned.
  */
 
-export const DescriptorRef = z.object({
-  digest: DigestSchema,
-  mediaType: z.string().min(1),
-  size: z.number().int().nonnegative(),
-});
-export type DescriptorRef = z.infer<typeof DescriptorRef>;
+/** Descriptors in messages are the OCI descriptor's name fields (one schema, in oci/manifest.ts). */
+export { DescriptorRef };
 
 /** What a push references and what one region lacks of it: the layer diff. */
 export const ReplicationPlan = z.object({
@@ -152,16 +150,9 @@ function safeJson(text: string): unknown {
 
 export class MessageSchemaError extends Error {
   constructor(readonly what: string, readonly zodError: z.ZodError) {
-    super(`${what} does not match its schema: ${summarizeZodError(zodError)}`);
+    super(`${what} does not match its schema: ${describeZodError(zodError)}`);
     this.name = 'MessageSchemaError';
   }
-}
-
-export function summarizeZodError(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
 }
 
 /**

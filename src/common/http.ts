@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { z } from 'zod';
-import { summarizeZodError } from '../bus/messages';
+import { describeZodError } from './zod';
 
 /**
  * What every HTTP handler takes and returns (plain values, so the same handler runs under the
@@ -43,7 +43,7 @@ export function parseJsonBody<T extends z.ZodTypeAny>(schema: T, body: string, w
     return { error: `${what}: the body is not JSON (${(e as Error).message})` };
   }
   const result = schema.safeParse(parsed);
-  return result.success ? { value: result.data } : { error: `${what}: ${summarizeZodError(result.error)}` };
+  return result.success ? { value: result.data } : { error: `${what}: ${describeZodError(result.error)}` };
 }
 
 /** An `Authorization` header carrying `secret`, bare or as a Bearer token (the scheme in any case, RFC 9110; compared in constant time). */

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { summarizeZodError } from '../bus/messages';
+import { describeZodError } from '../common/zod';
 import { SettingsError } from './settings';
 
 /**
@@ -65,7 +65,7 @@ export function readLocalSettingsValues(file: string): Record<string, string> | 
   }
   const parsed = LocalSettingsFile.safeParse(json);
   if (!parsed.success) {
-    throw new SettingsError([`${file}: expected {"Values": {"NAME": "value", ...}} as local.settings.sample.json has it (${summarizeZodError(parsed.error)})`]);
+    throw new SettingsError([`${file}: expected {"Values": {"NAME": "value", ...}} as local.settings.sample.json has it (${describeZodError(parsed.error)})`]);
   }
   return parsed.data.Values;
 }

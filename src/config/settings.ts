@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { storageEndpoint, storageIdentity } from '../storage/endpoint';
+import { zodIssues } from '../common/zod';
 
 /**
  * Every setting georeg reads, validated once at start-up. Settings arrive as environment variables
@@ -124,12 +125,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const parsed = RawSettings.safeParse(env);
   if (!parsed.success) {
     throw new SettingsError(
-      parsed.error.issues.map((i) => {
-        const [name, ...rest] = i.path;
-        const where = rest.length ? `${String(name)}[${rest.join('.')}]` : String(name);
-        const message = i.code === 'invalid_type' && i.received === 'undefined' ? 'missing' : i.message;
-        return `${where}: ${message}`;
-      }),
+      // A setting's name, then where inside its value: GEOREG_REGIONS[0.name].
+      zodIssues(parsed.error, { max: Infinity, path: ([name, ...rest]) => (rest.length ? `${name}[${rest.join('.')}]` : String(name)) }),
     );
   }
   const s = parsed.data;

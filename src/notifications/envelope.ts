@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { summarizeZodError } from '../bus/messages';
+import { describeZodError } from '../common/zod';
 import { DigestSchema } from '../oci/digest';
 import { isManifestMediaType } from '../oci/mediatypes';
 import { isRepositoryName, isTag } from '../storage/paths';
@@ -93,11 +93,11 @@ export function parseEnvelope(body: string, contentType: string | undefined): Cl
   }
   const parsed = Envelope.safeParse(json);
   if (!parsed.success) {
-    throw new EnvelopeError(`not a notification envelope (${summarizeZodError(parsed.error)}): send ${expected}${labelled}`);
+    throw new EnvelopeError(`not a notification envelope (${describeZodError(parsed.error)}): send ${expected}${labelled}`);
   }
   return parsed.data.events.map((raw, i) => {
     const event = Event.safeParse(raw);
-    if (!event.success) return problem(raw, i, 'MalformedEvent', `events[${i}]: ${summarizeZodError(event.error)}`);
+    if (!event.success) return problem(raw, i, 'MalformedEvent', `events[${i}]: ${describeZodError(event.error)}`);
     return classify(event.data, i);
   });
 }

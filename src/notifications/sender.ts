@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { DescriptorRef } from '../oci/manifest';
 
 /**
  * Builds and posts the envelope a registry sends for a push: one event per blob, then the
@@ -7,18 +8,12 @@ import { randomUUID } from 'node:crypto';
 
 export const EVENTS_MEDIA_TYPE = 'application/vnd.docker.distribution.events.v2+json';
 
-export interface PushedBlob {
-  digest: string;
-  mediaType: string;
-  size: number;
-}
-
 export interface PushEventsInput {
   repository: string;
   tag?: string;
-  manifest: PushedBlob;
-  blobs: PushedBlob[];
-  references: PushedBlob[];
+  manifest: DescriptorRef;
+  blobs: DescriptorRef[];
+  references: DescriptorRef[];
   host?: string;
   actor?: string;
 }

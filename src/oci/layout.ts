@@ -5,6 +5,7 @@ import { parseDigest } from './digest';
 import { blobsInPushOrder, type GeneratedImage, type GeneratedIndex } from './image';
 import { DescriptorSchema } from './manifest';
 import { walkReferences } from './references';
+import { describeZodError } from '../common/zod';
 
 /**
  * OCI image layouts as `skopeo copy ... oci:DIR[:tag]` and `umoci` write them: `oci-layout`,
@@ -86,6 +87,6 @@ async function readJson<T>(dir: string, name: string, schema: z.ZodType<T, z.Zod
     throw new LayoutError(dir, `no ${name}: is this an OCI image layout (skopeo copy docker://IMAGE oci:DIR:TAG)?`);
   }
   const parsed = schema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new LayoutError(dir, `${name} is not valid: ${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message}`);
+  if (!parsed.success) throw new LayoutError(dir, `${name} is not valid: ${describeZodError(parsed.error, 1)}`);
   return parsed.data;
 }

@@ -1,16 +1,26 @@
 import { z } from 'zod';
 import { DigestSchema } from './digest';
 import { INDEX_TYPES, IMAGE_MANIFEST_TYPES, MediaTypes, SCHEMA1_TYPES } from './mediatypes';
+import { describeZodError } from '../common/zod';
 
 /** Manifests of every kind a registry stores, parsed into one shape: an image or an index. */
 
 const Platform = z.object({ os: z.string(), architecture: z.string(), variant: z.string().optional(), 'os.version': z.string().optional(), 'os.features': z.array(z.string()).optional(), features: z.array(z.string()).optional() }).passthrough();
 
-export const DescriptorSchema = z
-  .object({
-    mediaType: z.string().min(1),
-    digest: DigestSchema,
-    size: z.number().int().nonnegative(),
+/**
+ * What names a blob or manifest wherever georeg passes one around (a plan, a job, a notification):
+ * the first three fields of every OCI descriptor.
+ */
+export const DescriptorRef = z.object({
+  mediaType: z.string().min(1),
+  digest: DigestSchema,
+  size: z.number().int().nonnegative(),
+});
+export type DescriptorRef = z.infer<typeof DescriptorRef>;
+
+/** An OCI descriptor as a manifest or index holds it. */
+export const DescriptorSchema = DescriptorRef
+  .extend({
     urls: z.array(z.string()).optional(),
     annotations: z.record(z.string()).optional(),
     platform: Platform.optional(),
@@ -104,6 +114,5 @@ function detectMediaType(doc: Record<string, unknown>, declared?: string): strin
 function check<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, doc: unknown, mediaType: string): T {
   const parsed = schema.safeParse(doc);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  throw new ManifestError(`invalid ${mediaType} manifest at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  throw new ManifestError(`invalid ${mediaType} manifest: ${describeZodError(parsed.error, 1)}`);
 }

@@ -1,5 +1,5 @@
 import { DigestMismatchError, digestOf, parseDigest } from './digest';
-import { ManifestError, parseManifest, type Descriptor, type Manifest } from './manifest';
+import { ManifestError, parseManifest, type Descriptor, type DescriptorRef, type Manifest } from './manifest';
 import { isForeignLayerType } from './mediatypes';
 
 /** What one manifest references: blobs to copy, foreign layers never copied, child manifests. */
@@ -13,19 +13,13 @@ export function blobReferences(manifest: Manifest): { blobs: Descriptor[]; forei
   return { blobs, foreign, children: [], subject: manifest.subject };
 }
 
-export interface ManifestRef {
-  digest: string;
-  mediaType: string;
-  size: number;
-}
-
 export interface ImageGraph {
-  root: ManifestRef;
+  root: DescriptorRef;
   /** Every manifest, children before parents, the root last; deduplicated. */
-  manifests: ManifestRef[];
+  manifests: DescriptorRef[];
   /** Configs and layers of every manifest, deduplicated, foreign layers excluded. */
-  blobs: Array<{ digest: string; mediaType: string; size: number }>;
-  foreign: Array<{ digest: string; mediaType: string; size: number; urls?: string[] }>;
+  blobs: DescriptorRef[];
+  foreign: Array<DescriptorRef & { urls?: string[] }>;
   totalBytes: number;
 }
 
@@ -40,11 +34,11 @@ export async function walkReferences(
   fetchManifest: (digest: string) => Promise<{ bytes: Uint8Array; mediaType?: string }>,
 ): Promise<ImageGraph> {
   parseDigest(rootDigest);
-  const manifests = new Map<string, ManifestRef>();
-  const blobs = new Map<string, { digest: string; mediaType: string; size: number }>();
-  const foreign = new Map<string, { digest: string; mediaType: string; size: number; urls?: string[] }>();
+  const manifests = new Map<string, DescriptorRef>();
+  const blobs = new Map<string, DescriptorRef>();
+  const foreign = new Map<string, DescriptorRef & { urls?: string[] }>();
 
-  const visit = async (digest: string, declared: Descriptor | undefined, path: string[]): Promise<ManifestRef> => {
+  const visit = async (digest: string, declared: Descriptor | undefined, path: string[]): Promise<DescriptorRef> => {
     if (path.includes(digest)) throw new ManifestError(`manifest ${digest} references itself through ${path.join(' → ')}`);
     if (path.length >= MAX_DEPTH) throw new ManifestError(`manifest ${path[0]} nests indexes deeper than ${MAX_DEPTH} levels`);
     const seen = manifests.get(digest);

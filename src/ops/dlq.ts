@@ -7,6 +7,7 @@ import type { ReplicaRegistry } from '../replicas/registry';
 import { statePaths } from '../storage/paths';
 import { StateNotFoundError, type StateStore } from '../storage/state-store';
 import { WebhookStore } from '../webhooks/store';
+import { describeZodError } from '../common/zod';
 
 /**
  * The dead letters an operator looks after: replication jobs per replica region and webhook
@@ -161,7 +162,7 @@ async function settleDeadLetters(source: DeadLetterSource, selection: Selection,
 /** The job again, as its first attempt, with the next redrive number in its message id. */
 async function resendJob(kept: KeptDeadLetter, deps: DlqDeps): Promise<string> {
   const parsed = ReplicationJob.safeParse(kept.body);
-  if (!parsed.success) throw new Error(`dead letter ${kept.id} is not a replication job (${parsed.error.issues[0]?.message}): discard it instead`);
+  if (!parsed.success) throw new Error(`dead letter ${kept.id} is not a replication job (${describeZodError(parsed.error, 1)}): discard it instead`);
   const { retry: _retry, ...job } = parsed.data;
   const again = { ...job, redrive: (job.redrive ?? 0) + 1 } as ReplicationJob;
   // A back-fill or resync job that failed was counted as finished with a failure: count it as
@@ -174,7 +175,7 @@ async function resendJob(kept: KeptDeadLetter, deps: DlqDeps): Promise<string> {
 
 async function resendDelivery(kept: KeptDeadLetter, deps: DlqDeps): Promise<string> {
   const parsed = WebhookDeliveryMessage.safeParse(kept.body);
-  if (!parsed.success) throw new Error(`dead letter ${kept.id} is not a webhook delivery (${parsed.error.issues[0]?.message}): discard it instead`);
+  if (!parsed.success) throw new Error(`dead letter ${kept.id} is not a webhook delivery (${describeZodError(parsed.error, 1)}): discard it instead`);
   const again: WebhookDeliveryMessage = { ...parsed.data, attempt: 1, redrive: (parsed.data.redrive ?? 0) + 1 };
   // The delivery's record says failed (and counts its attempts): the deliver step would dead-letter
   // the new message at once. Start the record over; its attempt log is kept.

@@ -3,6 +3,7 @@ import type { ContainerClient, StorageRetryOptions } from '@azure/storage-blob';
 import type { z } from 'zod';
 import { readAll } from '../common/streams';
 import { blobServiceClient, codeOf, isNotFound, RegionStorageError, statusOf } from './clients';
+import { describeZodError } from '../common/zod';
 
 /**
  * The pipeline's own state: small JSON documents in the home account's `georeg` container (names
@@ -93,7 +94,7 @@ export class StateStore {
       throw new StateSchemaError(name, `not JSON: ${(e as Error).message}`);
     }
     const parsed = schema.safeParse(json);
-    if (!parsed.success) throw new StateSchemaError(name, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+    if (!parsed.success) throw new StateSchemaError(name, describeZodError(parsed.error, Infinity));
     return { value: parsed.data, etag };
   }
 
@@ -133,7 +134,7 @@ export class StateStore {
       // Nothing to change: no write (callers return the value they were given to say so).
       if (next === current.value) return next;
       const checked = schema.safeParse(next);
-      if (!checked.success) throw new StateSchemaError(name, `the update would write an invalid document: ${checked.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+      if (!checked.success) throw new StateSchemaError(name, `the update would write an invalid document: ${describeZodError(checked.error, Infinity)}`);
       try {
         await this.write(name, next, { ifMatch: current.etag });
         return next;

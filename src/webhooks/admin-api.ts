@@ -7,6 +7,7 @@ import { applyUpdate, CreateWebhookInput, generateSecret, newWebhook, publicView
 import { enqueuePing } from './enqueue';
 import { pingEvent } from './payload';
 import { WebhookStore, type DeliveryAttempt } from './store';
+import { describeZodError } from '../common/zod';
 
 /**
  * The admin API, as `az acr webhook` has it:
@@ -50,7 +51,7 @@ export async function handleWebhookAdmin(req: WebhookAdminRequest, deps: Webhook
       return notAllowed(method, '/webhooks', 'GET, POST');
     }
     const name = WebhookName.safeParse(req.name);
-    if (!name.success) return json(400, { error: `webhook name "${req.name}": ${name.error.issues[0].message}` });
+    if (!name.success) return json(400, { error: `webhook name "${req.name}": ${describeZodError(name.error, 1)}` });
     if (!req.op) {
       if (method === 'GET') {
         const w = await store.get(req.name);

@@ -6,7 +6,7 @@ import type { StateStore } from '../storage/state-store';
 import { describeEvent } from './payload';
 import { retrying, type DecidingSink, type RetryPolicy } from './retry';
 import { httpSink } from './sink';
-import { WebhookStore, type DeliveryRecord } from './store';
+import { WebhookStore, type DeliveryOf, type DeliveryRecord } from './store';
 
 /**
  * The deliver step: one message from `webhook-deliveries` = one attempt to deliver one event to one
@@ -91,13 +91,7 @@ export function logged(inner: DecidingSink, store: WebhookStore, maxAttempts: nu
     const { decision } = attempted;
     const nextAttemptAt = decision.outcome === 'rescheduled' ? decision.at.toISOString() : undefined;
     await store.recordAttempt({
-      version: 1,
-      deliveryId: message.deliveryId,
-      webhook: message.webhook,
-      region: message.region,
-      eventId: message.event.id,
-      action: message.event.action,
-      pushId: message.event.pushId,
+      ...deliveryOf(message),
       attempt: message.attempt,
       maxAttempts,
       at: attempted.startedAt.toISOString(),
@@ -127,16 +121,17 @@ async function schedule(message: WebhookDeliveryMessage, at: Date, deps: Deliver
   await deps.webhookSender.scheduleMessages(webhookDeliveryMessage({ ...message, attempt: message.attempt + 1 }), at);
 }
 
-export function newRecord(message: Pick<WebhookDeliveryMessage, 'deliveryId' | 'webhook' | 'region' | 'event'>): DeliveryRecord {
+type DeliveryMessage = Pick<WebhookDeliveryMessage, 'deliveryId' | 'webhook' | 'region' | 'event'>;
+
+/** The fields naming the delivery a message is an attempt of. */
+function deliveryOf(message: DeliveryMessage): DeliveryOf {
+  return { version: 1, deliveryId: message.deliveryId, webhook: message.webhook, region: message.region, eventId: message.event.id, action: message.event.action, pushId: message.event.pushId };
+}
+
+export function newRecord(message: DeliveryMessage): DeliveryRecord {
   const now = new Date().toISOString();
   return {
-    version: 1,
-    deliveryId: message.deliveryId,
-    webhook: message.webhook,
-    region: message.region,
-    eventId: message.event.id,
-    action: message.event.action,
-    pushId: message.event.pushId,
+    ...deliveryOf(message),
     state: 'queued',
     attempts: 0,
     createdAt: now,

@@ -12,7 +12,8 @@ import { WebhookDefinition } from './definition';
 export const DeliveryState = z.enum(['queued', 'retrying', 'delivered', 'failed']);
 export type DeliveryState = z.infer<typeof DeliveryState>;
 
-export const DeliveryRecord = z.object({
+/** What names one delivery (one event to one webhook): its record and the log of each attempt start with it. */
+export const DeliveryOf = z.object({
   version: z.literal(1),
   deliveryId: z.string(),
   webhook: z.string(),
@@ -20,6 +21,10 @@ export const DeliveryRecord = z.object({
   eventId: z.string(),
   action: WebhookEvent.shape.action,
   pushId: z.string().optional(),
+});
+export type DeliveryOf = z.infer<typeof DeliveryOf>;
+
+export const DeliveryRecord = DeliveryOf.extend({
   state: DeliveryState,
   /** Attempts that finished (got an answer or failed trying). */
   attempts: z.number().int().nonnegative(),
@@ -34,14 +39,7 @@ export const DeliveryRecord = z.object({
 export type DeliveryRecord = z.infer<typeof DeliveryRecord>;
 
 /** One attempt, as `list-events` shows it (ACR's eventRequestMessage / eventResponseMessage, flattened). */
-export const DeliveryAttempt = z.object({
-  version: z.literal(1),
-  deliveryId: z.string(),
-  webhook: z.string(),
-  region: z.string(),
-  eventId: z.string(),
-  action: WebhookEvent.shape.action,
-  pushId: z.string().optional(),
+export const DeliveryAttempt = DeliveryOf.extend({
   attempt: z.number().int().min(1),
   maxAttempts: z.number().int().min(1),
   at: z.string(),

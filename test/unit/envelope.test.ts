@@ -75,7 +75,7 @@ describe('parseEnvelope (Distribution notifications)', () => {
       throw new Error('expected an EnvelopeError');
     };
     expect(refuse('{"events": [')).toMatch(/not JSON/);
-    expect(refuse('{"event": []}')).toMatch(/not a notification envelope \(events: Required\)/);
+    expect(refuse('{"event": []}')).toMatch(/not a notification envelope \(events: missing\)/);
     expect(refuse('{}', 'text/plain')).toMatch(/Content-Type was "text\/plain"/);
   });
 
