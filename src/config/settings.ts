@@ -91,29 +91,6 @@ export function bindingSetting(name: string, env: NodeJS.ProcessEnv = process.en
   return parsed.success && typeof parsed.data === 'string' ? parsed.data : undefined;
 }
 
-export interface Settings {
-  homeRegion: Region;
-  regions: Region[];
-  replicaRegions: Region[];
-  registry: { container: string; root: string };
-  stateContainer: string;
-  serviceBus: { connectionString?: string; fullyQualifiedNamespace?: string; replicationTopic: string; webhookQueue: string };
-  pushSecret: string;
-  /** Asked of every admin API call when set (the local host has no function keys). */
-  adminSecret?: string;
-  verifyDigests: boolean;
-  copyConcurrency: number;
-  maxInlinePlanBytes: number;
-  /** Replica storage created at run time may be plain http on a private or loopback address (Azurite); https and public otherwise. */
-  allowPrivateStorage: boolean;
-  /** A replication job that fails for a passing reason is tried again this often, with this back-off (first and largest delay). */
-  replicate: { maxAttempts: number; retryBaseMs: number; retryMaxMs: number };
-  /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
-  webhooks: { allowPrivateTargets: boolean; maxAttempts: number; timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
-  /** Anti-entropy: how often each replica's tags are compared with home's (NCRONTAB, seconds first). */
-  reconcile: { schedule: string };
-}
-
 export class SettingsError extends Error {
   constructor(readonly problems: string[]) {
     super(`georeg cannot start, fix these settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -121,26 +98,21 @@ export class SettingsError extends Error {
   }
 }
 
-export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
-  const parsed = RawSettings.safeParse(env);
-  if (!parsed.success) {
-    throw new SettingsError(
-      // A setting's name, then where inside its value: GEOREG_REGIONS[0.name].
-      zodIssues(parsed.error, { max: Infinity, path: ([name, ...rest]) => (rest.length ? `${name}[${rest.join('.')}]` : String(name)) }),
-    );
-  }
-  const s = parsed.data;
-  const problems: string[] = [];
+/**
+ * The settings as georeg uses them: RawSettings checked across fields (the home region is one of
+ * the regions, no two regions share storage, ...), then grouped.
+ */
+const CheckedSettings = z.custom<z.output<typeof RawSettings>>().superRefine((s, ctx) => {
+  const problem = (setting: keyof typeof s, message: string) => ctx.addIssue({ code: 'custom', path: [setting], message });
   const names = s.GEOREG_REGIONS.map((r) => r.name);
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
-  if (duplicate) problems.push(`GEOREG_REGIONS: region "${duplicate}" is listed twice`);
-  const home = s.GEOREG_REGIONS.find((r) => r.name === s.GEOREG_HOME_REGION);
-  if (!home) problems.push(`GEOREG_HOME_REGION: "${s.GEOREG_HOME_REGION}" is not one of GEOREG_REGIONS (${names.join(', ')})`);
+  if (duplicate) problem('GEOREG_REGIONS', `region "${duplicate}" is listed twice`);
+  if (!names.includes(s.GEOREG_HOME_REGION)) problem('GEOREG_HOME_REGION', `"${s.GEOREG_HOME_REGION}" is not one of GEOREG_REGIONS (${names.join(', ')})`);
   if (s.GEOREG_REPLICATE_RETRY_MAX_MS < s.GEOREG_REPLICATE_RETRY_BASE_MS) {
-    problems.push(`GEOREG_REPLICATE_RETRY_MAX_MS: ${s.GEOREG_REPLICATE_RETRY_MAX_MS} is below GEOREG_REPLICATE_RETRY_BASE_MS (${s.GEOREG_REPLICATE_RETRY_BASE_MS})`);
+    problem('GEOREG_REPLICATE_RETRY_MAX_MS', `${s.GEOREG_REPLICATE_RETRY_MAX_MS} is below GEOREG_REPLICATE_RETRY_BASE_MS (${s.GEOREG_REPLICATE_RETRY_BASE_MS})`);
   }
   if (s.GEOREG_WEBHOOK_RETRY_MAX_MS < s.GEOREG_WEBHOOK_RETRY_BASE_MS) {
-    problems.push(`GEOREG_WEBHOOK_RETRY_MAX_MS: ${s.GEOREG_WEBHOOK_RETRY_MAX_MS} is below GEOREG_WEBHOOK_RETRY_BASE_MS (${s.GEOREG_WEBHOOK_RETRY_BASE_MS})`);
+    problem('GEOREG_WEBHOOK_RETRY_MAX_MS', `${s.GEOREG_WEBHOOK_RETRY_MAX_MS} is below GEOREG_WEBHOOK_RETRY_BASE_MS (${s.GEOREG_WEBHOOK_RETRY_BASE_MS})`);
   }
   // Two regions on one storage would be one copy: a replica copying onto its source, a purge deleting both.
   const storages = new Map<string, string>();
@@ -152,17 +124,18 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       continue; // reported with the region's name when its client is made
     }
     const other = storages.get(identity);
-    if (other) problems.push(`GEOREG_REGIONS: ${other} and ${r.name} use the same storage (${identity}): give each region a storage account of its own`);
+    if (other) problem('GEOREG_REGIONS', `${other} and ${r.name} use the same storage (${identity}): give each region a storage account of its own`);
     else storages.set(identity, r.name);
   }
   if (!s.ServiceBusConnection && !s.ServiceBusConnection__fullyQualifiedNamespace) {
-    problems.push('ServiceBusConnection: missing (a connection string, or set ServiceBusConnection__fullyQualifiedNamespace to use a managed identity)');
+    problem('ServiceBusConnection', 'missing (a connection string, or set ServiceBusConnection__fullyQualifiedNamespace to use a managed identity)');
   }
-  if (problems.length || !home) throw new SettingsError(problems);
+}).transform((s) => {
+  const homeRegion = s.GEOREG_REGIONS.find((r) => r.name === s.GEOREG_HOME_REGION)!;
   return {
-    homeRegion: home,
+    homeRegion,
     regions: s.GEOREG_REGIONS,
-    replicaRegions: s.GEOREG_REGIONS.filter((r) => r.name !== home.name),
+    replicaRegions: s.GEOREG_REGIONS.filter((r) => r.name !== homeRegion.name),
     registry: { container: s.GEOREG_REGISTRY_CONTAINER, root: s.GEOREG_REGISTRY_ROOT },
     stateContainer: s.GEOREG_STATE_CONTAINER,
     serviceBus: {
@@ -172,12 +145,16 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       webhookQueue: s.GEOREG_WEBHOOK_QUEUE,
     },
     pushSecret: s.GEOREG_PUSH_SECRET,
+    /** Asked of every admin API call when set (the local host has no function keys). */
     adminSecret: s.GEOREG_ADMIN_SECRET,
     verifyDigests: s.GEOREG_VERIFY_DIGESTS,
     copyConcurrency: s.GEOREG_COPY_CONCURRENCY,
     maxInlinePlanBytes: s.GEOREG_MAX_INLINE_PLAN_BYTES,
+    /** Replica storage created at run time may be plain http on a private or loopback address (Azurite); https and public otherwise. */
     allowPrivateStorage: s.GEOREG_ALLOW_PRIVATE_STORAGE,
+    /** A replication job that fails for a passing reason is tried again this often, with this back-off (first and largest delay). */
     replicate: { maxAttempts: s.GEOREG_REPLICATE_MAX_ATTEMPTS, retryBaseMs: s.GEOREG_REPLICATE_RETRY_BASE_MS, retryMaxMs: s.GEOREG_REPLICATE_RETRY_MAX_MS },
+    /** Webhook delivery: private/loopback targets allowed, attempts, per-attempt timeout, back-off (first and largest delay). */
     webhooks: {
       allowPrivateTargets: s.GEOREG_WEBHOOK_ALLOW_PRIVATE,
       maxAttempts: s.GEOREG_WEBHOOK_MAX_ATTEMPTS,
@@ -185,6 +162,17 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       retryBaseMs: s.GEOREG_WEBHOOK_RETRY_BASE_MS,
       retryMaxMs: s.GEOREG_WEBHOOK_RETRY_MAX_MS,
     },
+    /** Anti-entropy: how often each replica's tags are compared with home's (NCRONTAB, seconds first). */
     reconcile: { schedule: s.GEOREG_RECONCILE_SCHEDULE },
   };
+});
+// Through a pipe: the checks across fields run only once every field has parsed.
+const SettingsSchema = RawSettings.pipe(CheckedSettings);
+export type Settings = z.infer<typeof SettingsSchema>;
+
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const parsed = SettingsSchema.safeParse(env);
+  // A setting's name, then where inside its value: GEOREG_REGIONS[0.name].
+  if (!parsed.success) throw new SettingsError(zodIssues(parsed.error, { max: Infinity, path: ([name, ...rest]) => (rest.length ? `${name}[${rest.join('.')}]` : String(name)) }));
+  return parsed.data;
 }
