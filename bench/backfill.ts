@@ -1,6 +1,6 @@
 import { cpus } from 'node:os';
 import { Command } from 'commander';
-import { generated } from '../src/cli/push-command';
+import { generated } from '../src/registry/generate';
 import { parseGenerateSpec } from '../src/cli/target';
 import { silentLogger } from '../src/common/log';
 import { forEachLimit } from '../src/common/pool';

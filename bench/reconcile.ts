@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Command } from 'commander';
-import { generated } from '../src/cli/push-command';
+import { generated } from '../src/registry/generate';
 import { silentLogger } from '../src/common/log';
 import { forEachLimit } from '../src/common/pool';
 import { startStack } from '../src/local/stack';

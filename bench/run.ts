@@ -4,7 +4,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import type { DescriptorRef } from '../src/bus/messages';
-import { generated } from '../src/cli/push-command';
+import { generated } from '../src/registry/generate';
 import { parseGenerateSpec } from '../src/cli/target';
 import { forEachLimit } from '../src/common/pool';
 import type { Logger } from '../src/common/log';

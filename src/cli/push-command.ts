@@ -1,17 +1,12 @@
-import { generateImage, generateIndex } from '../oci/image';
 import { readOciLayout } from '../oci/layout';
 import { pushEnvelope, postNotification } from '../notifications/sender';
-import { writeImage, type ImageBlob, type ImageToWrite } from '../registry/writer';
+import { generated, type GenerateOptions } from '../registry/generate';
+import { writeImage, type ImageToWrite } from '../registry/writer';
 import { regionStorageFrom } from '../storage/region-storage';
 import { watchPush } from './progress';
 import { parseReference, resolveTarget } from './target';
 
-export interface PushFlags {
-  generate?: { layers: number; layerSize: number };
-  platforms?: string;
-  seed?: string;
-  share?: number;
-  seedBase?: string;
+export interface PushFlags extends Partial<GenerateOptions> {
   url?: string;
   wait?: boolean;
   /** false with --no-notify: write to home only. */
@@ -25,7 +20,7 @@ export async function pushCommand(first: string, second: string | undefined, fla
   if (!refText) throw new Error('usage: georeg push <oci-layout-dir>[:tag] <repo:tag>  or  georeg push --generate 3x1MiB <repo:tag>');
   const ref = parseReference(refText);
   if (ref.digest) throw new Error(`push to a tag (repo:tag), not a digest: ${refText}`);
-  const image = flags.generate ? generated(ref.repository, ref.tag, flags) : await fromLayout(first, ref.repository, ref.tag);
+  const image = flags.generate ? generated(ref.repository, ref.tag, { ...flags, generate: flags.generate }) : await fromLayout(first, ref.repository, ref.tag);
 
   const { settings } = target;
   const home = regionStorageFrom({
@@ -56,32 +51,6 @@ export async function pushCommand(first: string, second: string | undefined, fla
   else console.log(`follow it with: npx georeg status ${push.pushId}`);
 }
 
-export function generated(repository: string, tag: string | undefined, flags: PushFlags): ImageToWrite {
-  const { layers, layerSize } = flags.generate!;
-  const seed = flags.seed ?? `${repository}:${tag}`;
-  if (flags.platforms) {
-    const platforms = flags.platforms.split(',').map((p) => {
-      const [os, architecture, variant] = p.split('/');
-      return { os, architecture, ...(variant ? { variant } : {}) };
-    });
-    const index = generateIndex({ platforms, layers, layerSize, seed, sharedBaseLayers: Math.min(1, layers) });
-    return {
-      repository,
-      tag,
-      blobs: dedupe(index.images.flatMap((img) => [...img.layers, { ...img.config, mediaType: img.config.mediaType, size: img.config.bytes.length }]).map(toBlob)),
-      manifests: [...index.images.map((img) => toBlob({ ...img.manifest, size: img.manifest.bytes.length })), toBlob({ ...index.index, size: index.index.bytes.length })],
-    };
-  }
-  const base = flags.seedBase ? generateImage({ layers, layerSize, seed: flags.seedBase }) : undefined;
-  const img = generateImage({ layers, layerSize, seed, baseLayersFrom: base, sharedLayers: flags.share });
-  return {
-    repository,
-    tag,
-    blobs: [...img.layers, { ...img.config, size: img.config.bytes.length }].map(toBlob),
-    manifests: [toBlob({ ...img.manifest, size: img.manifest.bytes.length })],
-  };
-}
-
 async function fromLayout(source: string, repository: string, tag: string | undefined): Promise<ImageToWrite> {
   const colon = source.lastIndexOf(':');
   const [dir, layoutTag] = colon > 0 && !source.slice(colon).includes('/') ? [source.slice(0, colon), source.slice(colon + 1)] : [source, undefined];
@@ -93,12 +62,4 @@ async function fromLayout(source: string, repository: string, tag: string | unde
     blobs: layout.blobs.filter((b) => !manifestDigests.has(b.digest)).map((b) => ({ digest: b.digest, mediaType: b.mediaType, size: b.size, data: b.path })),
     manifests: layout.manifests.map((b) => ({ digest: b.digest, mediaType: b.mediaType, size: b.size, data: b.path })),
   };
-}
-
-function toBlob(b: { digest: string; mediaType?: string; size: number; bytes: Buffer }): ImageBlob {
-  return { digest: b.digest, mediaType: b.mediaType ?? 'application/octet-stream', size: b.size, data: b.bytes };
-}
-
-function dedupe(blobs: ImageBlob[]): ImageBlob[] {
-  return [...new Map(blobs.map((b) => [b.digest, b])).values()];
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { watchPush } from '../cli/progress';
-import { generated } from '../cli/push-command';
+import { generated } from '../registry/generate';
 import { localStackFile, type LocalStackFile } from '../cli/target';
 import type { Logger } from '../common/log';
 import { pushEnvelope, postNotification } from '../notifications/sender';

@@ -40,12 +40,20 @@ export function telemetry(): Telemetry | undefined {
   return started;
 }
 
-/** Idempotent: the first call in a process decides. */
+/** Idempotent: the first call in a process decides (but for a span exporter given later). */
 export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
-  if (started) return started;
+  if (started) {
+    // A span exporter given after a start without tracing (a test sharing its process with
+    // others that started a runtime first): tracing starts now, through that exporter.
+    if (options.spanExporter && !started.tracing) {
+      trace.setGlobalTracerProvider(new BasicTracerProvider({ resource: resourceFor(options.env ?? process.env), spanProcessors: [new SimpleSpanProcessor(options.spanExporter)] }));
+      started.tracing = true;
+      started.exporters.push('span exporter (given)');
+    }
+    return started;
+  }
   const env = options.env ?? process.env;
-  const serviceName = env.OTEL_SERVICE_NAME ?? (env.REGION_NAME ? `georeg-${env.REGION_NAME}` : 'georeg');
-  const resource = resourceFromAttributes({ 'service.name': serviceName, 'service.namespace': 'georeg', ...(env.REGION_NAME ? { 'cloud.region': env.REGION_NAME } : {}) });
+  const resource = resourceFor(env);
 
   // The reader behind /api/metrics: it never starts its own HTTP server.
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
@@ -85,4 +93,9 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
     },
   };
   return started;
+}
+
+function resourceFor(env: Record<string, string | undefined>) {
+  const serviceName = env.OTEL_SERVICE_NAME ?? (env.REGION_NAME ? `georeg-${env.REGION_NAME}` : 'georeg');
+  return resourceFromAttributes({ 'service.name': serviceName, 'service.namespace': 'georeg', ...(env.REGION_NAME ? { 'cloud.region': env.REGION_NAME } : {}) });
 }

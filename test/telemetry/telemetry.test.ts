@@ -20,7 +20,8 @@ let stack: Stack;
 let subscriber: Subscriber;
 
 beforeAll(async () => {
-  // Before the stack: the first call in the process decides. No OTLP or Azure Monitor here.
+  // Test files share worker processes: a runtime started by an earlier file may have started
+  // telemetry already, without tracing; the exporter given here starts it. No OTLP or Azure Monitor.
   startTelemetry({ spanExporter: spans, env: {} });
   stack = await startStack({ replicas: REPLICAS, httpPort: 0, log: silentLogger });
   subscriber = await startSubscriber();
