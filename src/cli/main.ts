@@ -34,6 +34,7 @@ export function createProgram(): Command {
     .option('--seed-base <text>', 'seed of the image whose first layers are shared')
     .option('--url <api>', 'API base URL (default: GEOREG_API_URL, the running local stack, or http://127.0.0.1:7071/api)')
     .option('--wait', 'wait until every region is complete, showing progress')
+    .option('--no-notify', 'write to home only, as a registry that lost the notification (the reconcile timer replicates it)')
     .action(pushCommand);
 
   program

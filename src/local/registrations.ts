@@ -49,6 +49,14 @@ const coreStandIn = {
   },
 };
 
+/** Removes registrations by name: a test's own `app.*` registrations, once it is done with them. */
+export function unregister(...names: string[]): void {
+  for (const name of names) {
+    const at = registered.findIndex((r) => r.name === name);
+    if (at >= 0) registered.splice(at, 1);
+  }
+}
+
 /** Loads functions/index.ts once per process and answers every registration made so far. */
 export async function functionRegistrations(): Promise<readonly Registration[]> {
   loading ??= (async () => {

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushCommand } from '../../src/cli/push-command';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startStack, type Stack } from '../../src/local/stack';
 import { deleteTag } from '../../src/registry/writer';
 import { ReconcileReport } from '../../src/replication/reconcile';
 import { statePaths } from '../../src/storage/paths';
+import { runCli } from '../support/cli';
 import { pushImage, settled } from '../support/pipeline';
 
 /**
@@ -33,22 +33,13 @@ async function lastReport(region: string): Promise<ReconcileReport | undefined> 
   return (await stack.runtime.state.get(statePaths.reconcileReport(region), ReconcileReport))?.value;
 }
 
-/** Runs the CLI's push in-process against this stack, with its settings as the environment. */
-async function cliPush(args: [string, string | undefined], flags: Parameters<typeof pushCommand>[2]) {
-  const saved = { ...process.env };
-  Object.assign(process.env, stack.env, { GEOREG_API_URL: `${stack.host.url}/api` });
-  try {
-    await pushCommand(args[0], args[1], flags);
-  } finally {
-    process.env = saved;
-  }
-}
-
 describe('reconcile (anti-entropy timer)', () => {
   it('a push whose notification was lost (georeg push --no-notify) reaches every replica within a reconcile period', async () => {
-    await cliPush(['lost/push:v1', undefined], { generate: { layers: 2, layerSize: 1024 }, seed: 'lost-push', notify: false });
-    const digest = await stack.runtime.home.readLink({ kind: 'tagCurrent', repository: 'lost/push', tag: 'v1' });
-    expect(digest).toBeDefined();
+    const pushed = await runCli(['push', '--generate', '2x1KiB', '--seed', 'lost-push', '--no-notify', 'lost/push:v1'], { cwd: process.cwd(), env: { ...stack.env, GEOREG_API_URL: `${stack.host.url}/api` } });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toContain('no notification sent');
+    const digest = generated('lost/push', 'v1', { generate: { layers: 2, layerSize: 1024 }, seed: 'lost-push' }).manifests[0].digest;
+    expect(await stack.runtime.home.readLink({ kind: 'tagCurrent', repository: 'lost/push', tag: 'v1' })).toBe(digest);
     for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/push', 'v1'), { timeout: 30_000, interval: 250 }).toBe(digest);
     const report = await lastReport(REPLICAS[0]);
     expect(report?.requests.listPages).toBeGreaterThanOrEqual(2);

@@ -7,12 +7,11 @@ import { generated } from '../support/images';
 import type { Logger } from '../../src/common/log';
 import { createAdministrationClient } from '../../src/bus/admin';
 import { startLocalHost, type SettledInvocation } from '../../src/local/host';
-import { functionRegistrations, type Registration } from '../../src/local/registrations';
+import { functionRegistrations, unregister, type Registration } from '../../src/local/registrations';
 import { startStack, type Stack } from '../../src/local/stack';
 import { runtime } from '../../src/runtime';
 import { runCli } from '../support/cli';
 import { pushImage, settled } from '../support/pipeline';
-
 
 /**
  * The local host booted from what functions/ registers: every HTTP route answers from its
@@ -59,6 +58,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await sb?.close();
   await stack?.close();
+  // Test files share their process: the next one's host must not run these.
+  unregister('testTick', 'testBatch', 'testDrain');
 });
 
 /** A raw request, so a refused upload can still be read (fetch gives up when the server stops reading). */

@@ -60,9 +60,11 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
   const regionDeadLettered = (region: string) => page.locator(`#regions tr[data-region="${region}"] [data-count="deadlettered"]`).textContent({ timeout: 1000 }).catch(() => null);
 
   it('shows every region Ready, then a push made now complete in every region, with its detail', async () => {
-    await page.goto(`${stack.host.url}/api/dashboard?key=${encodeURIComponent(stack.settings.adminSecret!)}`);
+    // Refreshed every second (the default is 3 s): each wait below is for the page's next poll.
+    await page.goto(`${stack.host.url}/api/dashboard?key=${encodeURIComponent(stack.settings.adminSecret!)}&every=1`);
     // The key is kept for the tab and taken out of the address.
-    expect(new URL(page.url()).search).toBe('');
+    expect(new URL(page.url()).search).toBe('?every=1');
+    await expect.poll(() => page.locator('#refresh').textContent(), { timeout: 20_000 }).toMatch(/every 1 s$/);
     for (const region of ['westus', ...REPLICAS]) await expect.poll(() => regionStatus(region), { timeout: 20_000 }).toContain('Ready');
 
     const image = generated('dash/web', '1.0', { generate: { layers: 3, layerSize: 64 * 1024 }, seed: 'dash-web' });

@@ -1,50 +1,22 @@
-import Module from 'node:module';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LOCK_RENEWAL_MS, ROUTE_PREFIX } from '../../src/local/host';
+import { functionRegistrations, type Binding } from '../../src/local/registrations';
 
 /**
  * What the Functions host reads: the metadata @azure/functions hands the worker through
  * `@azure/functions-core` when functions/ registers its triggers. The worker provides that module
- * at run time; here a stand-in records the registrations, so the test sees exactly the triggers,
- * bindings and setting names `func start` and Azure would get.
+ * at run time; the local host's stand-in (src/local/registrations.ts) records the registrations,
+ * so the test sees exactly the triggers, bindings and setting names `func start` and Azure would get.
  */
 
-interface Binding {
-  type: string;
-  direction: string;
-  [key: string]: unknown;
-}
-const registered: Array<{ name: string; bindings: Record<string, Binding> }> = [];
-
-async function loadFunctions(): Promise<void> {
-  const mod = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
-  const original = mod._load;
-  mod._load = function (request: string, ...rest: unknown[]) {
-    if (request === '@azure/functions-core') {
-      return {
-        setProgrammingModel: () => {},
-        registerFunction: (metadata: { name: string; bindings: Record<string, Binding> }) => {
-          registered.push(metadata);
-          return { dispose: () => {} };
-        },
-        registerHook: () => ({ dispose: () => {} }),
-      };
-    }
-    return original.call(this, request, ...rest);
-  };
-  try {
-    await import('../../functions/index');
-  } finally {
-    mod._load = original;
-  }
-}
+const registered: Array<{ name: string; bindings: Binding[] }> = [];
 
 describe('functions/ registrations (the Functions host contract)', () => {
   let byName: Record<string, Binding[]> = {};
   beforeAll(async () => {
-    await loadFunctions();
-    byName = Object.fromEntries(registered.map((r) => [r.name, Object.values(r.bindings)]));
+    registered.push(...(await functionRegistrations()));
+    byName = Object.fromEntries(registered.map((r) => [r.name, r.bindings]));
   });
 
   it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, reconcile, replications, route and operations functions', () => {
@@ -115,7 +87,7 @@ describe('functions/ registrations (the Functions host contract)', () => {
 
   it('every setting a binding names is in local.settings.sample.json', () => {
     const values = JSON.parse(readFileSync('local.settings.sample.json', 'utf8')).Values as Record<string, string>;
-    const names = registered.flatMap((r) => Object.values(r.bindings)).flatMap((b) => [
+    const names = registered.flatMap((r) => r.bindings).flatMap((b) => [
       ...(typeof b.connection === 'string' ? [b.connection] : []),
       ...Object.values(b).flatMap((v) => (typeof v === 'string' ? [...v.matchAll(/%([A-Za-z0-9_]+)%/g)].map((m) => m[1]) : [])),
     ]);

@@ -3,7 +3,11 @@
 // (textContent, attributes), never as HTML.
 'use strict';
 
-const POLL_MS = 3000;
+// Every 3 s, or every ?every=<seconds> (1 to 60: a wall display may want less traffic, a test less waiting).
+const POLL_MS = (() => {
+  const every = Number(new URL(location.href).searchParams.get('every'));
+  return every >= 1 && every <= 60 ? every * 1000 : 3000;
+})();
 const KEY = 'georeg.dashboard.key';
 const SECRET = 'georeg.dashboard.secret';
 const state = { paused: false, open: new Set(), busy: false, timer: undefined };
