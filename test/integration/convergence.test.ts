@@ -23,6 +23,12 @@ import { startSubscriber, type Subscriber } from '../webhooks/subscriber';
  */
 
 const REPLICAS = ['eastus', 'westeurope'];
+/**
+ * Operations per randomized run. Each run draws a new seed, so runs together cover far more
+ * interleavings than one; 120 holds dozens of jobs at once and redelivers a few dozen, at about
+ * half the time 200 took (GEOREG_CONVERGENCE_OPERATIONS for a longer soak).
+ */
+const OPERATIONS = Number(process.env.GEOREG_CONVERGENCE_OPERATIONS ?? 120);
 let stack: Stack;
 let sb: ServiceBusClient;
 const gate = new JobGate();
@@ -179,7 +185,7 @@ describe('convergence', () => {
     expect((await new ProblemStore(stack.runtime.state).list()).filter((p) => p.eventId === lostEventId)).toHaveLength(1);
   });
 
-  it('randomized interleaving (200 operations) of pushes, tag deletes and digest deletes with held, released and redelivered jobs converges, and no reader ever sees a broken tag', async () => {
+  it(`randomized interleaving (${OPERATIONS} operations) of pushes, tag deletes and digest deletes with held, released and redelivered jobs converges, and no reader ever sees a broken tag`, async () => {
     const seed = Number(process.env.GEOREG_CONVERGENCE_SEED ?? Math.floor(Math.random() * 2 ** 31));
     const random = seededRandom(seed);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
@@ -213,7 +219,7 @@ describe('convergence', () => {
     const pushIds: string[] = [];
     const redelivered: string[] = [];
     const sender = sb.createSender('replication');
-    for (let op = 0; op < 200; op++) {
+    for (let op = 0; op < OPERATIONS; op++) {
       const r = random();
       if (r < 0.3) {
         pushIds.push(await pushTo(pick(images), pick(tags)));
