@@ -163,33 +163,71 @@ export async function outcomeOf(stack: Stack, push: PipelinePush, regions: reado
   return { ...push, readyMs: readyAt - push.sentAt, phases, statuses };
 }
 
+/** Requests by what they were: `<where> <operation> <what>`, e.g. `region HEAD blob`, `state PUT pushes`. */
+export type RequestBreakdown = Record<string, number>;
+
 /**
  * Counts the HTTP requests this process makes to Azurite, as registry storage or pipeline state
  * (the state container): Node's http client reports every request it starts on a diagnostics channel.
+ * Each is also classified (see `classify`) so a run shows where its requests went.
  */
 export class StorageRequests {
   private counts = { registry: 0, state: 0 };
+  private byKind: RequestBreakdown = {};
   private readonly onStart = (message: unknown) => {
-    const request = (message as { request: { host?: string; getHeader(name: string): unknown; path: string } }).request;
+    const request = (message as { request: RequestLike }).request;
     if (String(request.getHeader('host') ?? '') !== this.host) return;
-    if (request.path.includes(`/${this.stateContainer}/`) || request.path.includes(`/${this.stateContainer}?`)) this.counts.state += 1;
+    const kind = classify(request, this.homeAccount, this.stateContainer);
+    if (kind.startsWith('state ')) this.counts.state += 1;
     else this.counts.registry += 1;
+    this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
   };
 
-  constructor(private readonly host: string, private readonly stateContainer: string) {
+  constructor(private readonly host: string, private readonly stateContainer: string, private readonly homeAccount: string) {
     diagnostics_channel.subscribe('http.client.request.start', this.onStart);
   }
 
   /** Counts since the last take. */
-  take(): { registry: number; state: number } {
-    const out = this.counts;
+  take(): { registry: number; state: number; byKind: RequestBreakdown } {
+    const out = { ...this.counts, byKind: sortedByCount(this.byKind) };
     this.counts = { registry: 0, state: 0 };
+    this.byKind = {};
     return out;
   }
 
   close(): void {
     diagnostics_channel.unsubscribe('http.client.request.start', this.onStart);
   }
+}
+
+interface RequestLike {
+  method: string;
+  path: string;
+  getHeader(name: string): unknown;
+}
+
+/**
+ * `<where> <operation> <what>` of one request to Azurite (path-style: /<account>/<container>/<blob>):
+ * where is `home`, `region` (a replica's account) or `state` (the pipeline's documents); the
+ * operation is the HTTP method, `copy` for a server-side copy, `list` for a listing; what is the
+ * registry path's kind (blob data, layer/revision/tag link) or the state document's folder.
+ */
+export function classify(request: RequestLike, homeAccount: string, stateContainer: string): string {
+  const [pathname, query = ''] = request.path.split('?');
+  const [account = '', container = '', ...rest] = pathname.replace(/^\//, '').split('/').map(decodeURIComponent);
+  const params = new URLSearchParams(query);
+  // A listing's subject is its prefix.
+  const blob = rest.join('/') || (params.get('prefix') ?? '');
+  const operation =
+    params.get('comp') === 'list' ? 'list' : request.method === 'PUT' && request.getHeader('x-ms-copy-source') !== undefined ? 'copy' : params.get('restype') === 'container' ? `${request.method} container` : request.method;
+  if (container === stateContainer) return `state ${operation} ${blob.split('/')[0] || '-'}`;
+  const where = account === homeAccount ? 'home' : 'region';
+  const what = /\/_layers\//.test(blob) ? 'layer-link' : /\/_manifests\/revisions\//.test(blob) ? 'revision-link' : /\/_manifests\/tags\/.*\/index\//.test(blob) ? 'tag-index-link' : /\/_manifests\/tags\//.test(blob) ? 'tag-link' : /\/_manifests\//.test(blob) ? 'manifest-links' : /\/blobs\//.test(blob) ? 'blob' : 'other';
+  return `${where} ${operation} ${what}`;
+}
+
+function sortedByCount(counts: RequestBreakdown): RequestBreakdown {
+  return Object.fromEntries(Object.entries(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
 }
 
 /** A fresh container with this name in each region's account, for raw or naive copies. */

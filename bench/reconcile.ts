@@ -43,7 +43,7 @@ async function main() {
   const drift = Number(flags.drift);
   // A schedule that does not fire during the run: the bench calls the reconcile itself.
   const stack = await startStack({ replicas: ['eastus'], httpPort: 0, log: silentLogger, settings: { GEOREG_RECONCILE_SCHEDULE: '0 0 0 1 1 *' } });
-  const requests = new StorageRequests(new URL(stack.runtime.home.url).host, stack.settings.stateContainer);
+  const requests = new StorageRequests(new URL(stack.runtime.home.url).host, stack.settings.stateContainer, stack.runtime.home.accountName);
   try {
     const home = stack.runtime.home;
     const region = stack.runtime.regions.get('eastus')!;

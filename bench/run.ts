@@ -26,6 +26,7 @@ import {
   rawCopy,
   StorageRequests,
   type PipelinePush,
+  type RequestBreakdown,
   type PushOutcome,
 } from './measure';
 
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
     host: { onJob: tracker.onJob, onDelivery: tracker.onDelivery, maxConcurrentCalls },
   });
   const azuriteHost = new URL(/BlobEndpoint=([^;]+)/.exec(stack.storageConnectionString(DEFAULT_HOME))![1]).host;
-  const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer);
+  const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer, stack.runtime.home.accountName);
   const results: ScenarioResult[] = [];
   try {
     const ctx: Ctx = { stack, tracker, requests, replicas, concurrency, verify: flags.verify, timeoutMs, done: new Set() };
@@ -180,6 +181,11 @@ async function main(): Promise<void> {
   console.log('');
   for (const t of report.targets) console.log(`target ${t.scenario}: ${t.target} → ${t.actual} ${t.met ? 'met' : 'MISSED'}`);
   for (const r of results) for (const m of r.mismatches) console.log(`MISMATCH ${r.name}: ${m}`);
+  console.log('\nstorage requests per push per region, pipeline, by kind:');
+  for (const r of results) {
+    const k = r.median.requestsPerPushPerRegion;
+    console.log(`  ${r.name}: ${k.pipeline} (raw ${k.raw}): ${Object.entries(k.pipelineByKind).map(([what, n]) => `${what} ${n}`).join(', ')}`);
+  }
   console.log(`\n${report.machine.cpu} (${report.machine.cores} cores), node ${report.machine.node}, ${report.totalSeconds} s in all; results in ${flags.out}`);
   console.log(`\nmarkdown:\n\n${markdownTable(results)}`);
 }
@@ -223,8 +229,8 @@ interface Cpu {
 
 interface Phase {
   cpuSeconds: Cpu;
-  /** HTTP requests to Azurite: registry storage, and the pipeline's state documents. */
-  storageRequests: { registry: number; state: number };
+  /** HTTP requests to Azurite: registry storage, and the pipeline's state documents; by kind (see classify in measure.ts). */
+  storageRequests: { registry: number; state: number; byKind: RequestBreakdown };
 }
 
 /** One repetition of a scenario. */
@@ -234,6 +240,8 @@ interface Run {
   naive: Timing & Phase;
   pipelineOverRaw: number;
   naiveOverPipeline: number;
+  /** Storage requests (registry and state) per image per replica region, and the pipeline's by kind. */
+  requestsPerPushPerRegion: { pipeline: number; raw: number; naive: number; pipelineByKind: RequestBreakdown };
   regions: RegionFigures[];
   methods: Record<string, number>;
   serviceBus: { messages: number; deliveries: number; webhookDeliveries: number };
@@ -388,11 +396,19 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
     naive: { ...timing(naiveTotal, naiveTimes), ...naivePhase },
     pipelineOverRaw: round(pipelineTotal / rawTotal, 2),
     naiveOverPipeline: round(naiveTotal / pipelineTotal, 2),
+    requestsPerPushPerRegion: perPushPerRegion({ pipeline: pipelinePhase, raw: rawPhase, naive: naivePhase }, images.length * replicas.length),
     regions,
     methods,
     serviceBus: tracker.counts(pushes.map((p) => p.pushId)),
     mismatches,
   };
+}
+
+/** Storage requests per (image, region): the pipeline's whole cost of one push to one region, and by kind. */
+function perPushPerRegion(phases: { pipeline: Phase; raw: Phase; naive: Phase }, jobs: number): Run['requestsPerPushPerRegion'] {
+  const per = (p: Phase) => round((p.storageRequests.registry + p.storageRequests.state) / jobs, 1);
+  const byKind = Object.fromEntries(Object.entries(phases.pipeline.storageRequests.byKind).map(([k, n]) => [k, round(n / jobs, 2)]));
+  return { pipeline: per(phases.pipeline), raw: per(phases.raw), naive: per(phases.naive), pipelineByKind: byKind };
 }
 
 function figures(region: string, missing: DescriptorRef[][], statuses: RegionStatus[], rawBytes: number, naiveBytes: number): RegionFigures {
@@ -478,6 +494,7 @@ function rows(results: ScenarioResult[]): Array<Record<string, string | number>>
       'skipped/region': same(m.regions.map((x) => x.skippedBlobs)),
       'SB messages': m.serviceBus.messages + m.serviceBus.webhookDeliveries,
       'storage requests pipeline/raw/naive': `${reqs(m.pipeline)}/${reqs(m.raw)}/${reqs(m.naive)}`,
+      'requests/push/region pipeline/raw': `${m.requestsPerPushPerRegion.pipeline}/${m.requestsPerPushPerRegion.raw}`,
       'Azurite CPU s pipeline/raw/naive': `${m.pipeline.cpuSeconds.azurite}/${m.raw.cpuSeconds.azurite}/${m.naive.cpuSeconds.azurite}`,
       method: Object.keys(m.methods).join(',') || '-',
     };

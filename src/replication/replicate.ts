@@ -10,7 +10,7 @@ import type { StateStore } from '../storage/state-store';
 import { copyBlob, SourceBlobMissingError } from './copy';
 import { missingBytes, planDescriptors } from './plan';
 import { inSpan } from '../telemetry/trace';
-import { newRegionStatus, StatusStore, type RegionStatus } from './status';
+import { newRegionStatus, StatusStore, type JobStatus, type RegionStatus } from './status';
 
 /**
  * One region's replication job: copy what the region lacks, then commit links in the order that
@@ -105,13 +105,13 @@ async function runJob(job: ReplicationJob, deps: ReplicateDeps): Promise<JobOutc
     return { outcome: 'completed', status: begun.status, alreadyComplete: true };
   }
   try {
-    const done = job.action === 'push' ? await replicatePush(job, target, deps, status) : await replicateDelete(job, target, deps, status);
+    const done = job.action === 'push' ? await replicatePush(job, target, deps, status, begun.job) : await replicateDelete(job, target, deps, begun.job);
     await deps.afterCommit?.(job, done, false);
     return { outcome: 'completed', status: done, alreadyComplete: false };
   } catch (e) {
     const permanent = asPermanent(e, job);
     if (!permanent) throw e;
-    await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, state: 'failed', error: `${permanent.reason}: ${permanent.message}` }));
+    await begun.job.update((s) => ({ ...s, state: 'failed', error: `${permanent.reason}: ${permanent.message}` }));
     deps.log.error(`${job.jobId}: ${permanent.reason}: ${permanent.message}`);
     await deps.afterFailure?.(job, permanent.reason, permanent.message);
     return { outcome: 'dead-letter', reason: permanent.reason, description: permanent.message };
@@ -138,7 +138,11 @@ export function planTotals(plan: ReplicationPlan): { total: { blobs: number; byt
 const copies = new Map<string, { copying: Promise<unknown>; finishedAt?: number }>();
 const RECENT_COPY_MS = 60_000;
 
-async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
+/** A job's progress (blobs and bytes copied so far) is written to its status only once it has copied this long: a small job writes its status twice, at the start and at the end. */
+const PROGRESS_AFTER_MS = 3000;
+const PROGRESS_EVERY_MS = 2000;
+
+async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore, jobStatus: JobStatus): Promise<RegionStatus> {
   const plan = await loadPlan(job, deps);
   const all = planDescriptors(plan);
   // The plan may be stale both ways (another push copied a shared layer since; a blob the region
@@ -153,11 +157,11 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const manifestsAfter = plan.manifests.filter((m) => toCopy.some((d) => d.digest === m.digest));
 
   const progress = { copied: 0, bytes: 0, methods: {} as Record<string, number> };
-  let lastFlush = Date.now();
-  const flush = async (force = false) => {
-    if (!force && Date.now() - lastFlush < 1000) return;
-    lastFlush = Date.now();
-    await status.updateRegion(job.pushId, job.region, (s) => ({ ...s, blobs: { ...s.blobs, copied: progress.copied }, bytes: { ...s.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
+  let nextFlush = Date.now() + PROGRESS_AFTER_MS;
+  const flush = async () => {
+    if (Date.now() < nextFlush) return;
+    nextFlush = Date.now() + PROGRESS_EVERY_MS;
+    await jobStatus.update((s) => ({ ...s, blobs: { ...s.blobs, copied: progress.copied }, bytes: { ...s.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
   };
   const joined = { blobs: 0, bytes: 0 };
   const copyOne = async (d: DescriptorRef) => {
@@ -200,7 +204,7 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
   const supersededBy = tag.committed ? undefined : { digest: tag.homeDigest, pushId: job.tag ? await supersedingPush(job.repository, job.tag, tag.homeDigest, status) : undefined };
   const totals = planTotals(plan);
-  const done = await status.updateRegion(job.pushId, job.region, (s) => ({
+  const done = await jobStatus.update((s) => ({
     ...s,
     state: supersededBy ? 'superseded' : 'complete',
     supersededBy,
@@ -288,7 +292,7 @@ async function commitTag(repository: string, tag: string, digest: string, target
  * never takes the re-pushed image away. A delete that removed nothing because home moved on is
  * `superseded` (no delete webhook).
  */
-async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore): Promise<RegionStatus> {
+async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: ReplicateDeps, jobStatus: JobStatus): Promise<RegionStatus> {
   const { repository } = job;
   const home = deps.home;
   let removed = 0;
@@ -323,7 +327,7 @@ async function replicateDelete(job: DeleteJob, target: RegionStorage, deps: Repl
   const completedAt = new Date();
   const superseded = homeHasIt && removed === 0;
   deps.log.info(`${job.jobId}: delete ${job.repository}:${job.tag ?? job.digest} ${superseded ? 'superseded (home has it again)' : 'complete'} in ${job.region} (${removed} link(s) removed)`);
-  return status.updateRegion(job.pushId, job.region, (s) => ({
+  return jobStatus.update((s) => ({
     ...s,
     state: superseded ? 'superseded' : 'complete',
     supersededBy: superseded ? { digest: keptFor } : undefined,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DescriptorRef, RequestInfo } from '../bus/messages';
 import { statePaths } from '../storage/paths';
-import { StateNotFoundError, type StateStore } from '../storage/state-store';
+import { StateConflictError, type StateStore } from '../storage/state-store';
 
 /**
  * The pipeline's record of each push and of each region's progress on it, as small JSON blobs in
@@ -58,6 +58,31 @@ export type PushRecord = z.infer<typeof PushRecord>;
 
 export const LatestPush = z.object({ pushId: z.string(), digest: z.string().optional(), at: z.string() });
 
+function isDone(s: RegionStatus): boolean {
+  return s.state === 'complete' || s.state === 'superseded';
+}
+
+/**
+ * One job's region status as that job last wrote it. The job is its only writer while it runs, so
+ * each write is one conditional PUT over the version it holds; only when another writer got in
+ * between (a redelivered copy of the job, a dead-letter note) is the document read again.
+ */
+export class JobStatus {
+  constructor(private readonly state: StateStore, private readonly path: string, private held: { value: RegionStatus; etag: string }) {}
+
+  get value(): RegionStatus {
+    return this.held.value;
+  }
+
+  async update(mutate: (current: RegionStatus) => RegionStatus): Promise<RegionStatus> {
+    const stamp = (s: RegionStatus): RegionStatus => ({ ...mutate(s), updatedAt: new Date().toISOString() });
+    const next = stamp(this.held.value);
+    const etag = await this.state.replace(this.path, next, this.held.etag, RegionStatus);
+    this.held = etag !== undefined ? { value: next, etag } : await this.state.updateVersioned(this.path, stamp, RegionStatus);
+    return this.held.value;
+  }
+}
+
 /** Region states after which a job has nothing more to do. */
 export function isFinished(state: RegionState): boolean {
   return state === 'complete' || state === 'superseded' || state === 'failed';
@@ -93,23 +118,25 @@ export class StatusStore {
   }
 
   /**
-   * Starts an attempt in one read and one write: the status moves to copying with the attempt
-   * counted, unless the region is complete already (then nothing is written). A status that is
-   * missing (the state container was cleared, a job re-sent by hand) is created from `init`.
+   * Starts an attempt: the status moves to copying with the attempt counted, unless the region is
+   * complete already (then nothing is written). A notification's job has no status yet (the push
+   * records none), so its first attempt creates it, started, in one write; a redelivery or a
+   * back-fill job (whose status the planner created) reads and writes. A status that is missing
+   * (the state container was cleared, a job re-sent by hand) is created from `init`.
    */
-  async beginAttempt(init: RegionStatus): Promise<{ status: RegionStatus; alreadyComplete: boolean }> {
+  async beginAttempt(init: RegionStatus): Promise<{ status: RegionStatus; alreadyComplete: boolean; job: JobStatus }> {
     const path = statePaths.regionStatus(init.pushId, init.region);
     const start = (s: RegionStatus): RegionStatus =>
-      s.state === 'complete' || s.state === 'superseded' ? s : { ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? new Date().toISOString(), error: undefined, updatedAt: new Date().toISOString() };
-    let status: RegionStatus;
+      isDone(s) ? s : { ...s, state: 'copying', attempts: s.attempts + 1, startedAt: s.startedAt ?? new Date().toISOString(), error: undefined, updatedAt: new Date().toISOString() };
+    let held: { value: RegionStatus; etag: string };
     try {
-      status = await this.state.update(path, start, RegionStatus);
+      const value = start(init);
+      held = { value, etag: await this.state.create(path, value) };
     } catch (e) {
-      if (!(e instanceof StateNotFoundError)) throw e;
-      await this.ensureRegion(init);
-      status = await this.state.update(path, start, RegionStatus);
+      if (!(e instanceof StateConflictError)) throw e;
+      held = await this.state.updateVersioned(path, start, RegionStatus);
     }
-    return { status, alreadyComplete: status.state === 'complete' || status.state === 'superseded' };
+    return { status: held.value, alreadyComplete: isDone(held.value), job: new JobStatus(this.state, path, held) };
   }
 
   async region(pushId: string, region: string): Promise<RegionStatus | undefined> {

@@ -127,24 +127,39 @@ export class StateStore {
    * matters (set absolute values, add to sets) rather than blind increments.
    */
   async update<T>(name: string, mutate: (current: T) => T | Promise<T>, schema: Schema<T>): Promise<T> {
+    return (await this.updateVersioned(name, mutate, schema)).value;
+  }
+
+  /** `update`, returning the ETag of the version written (or read, when nothing changed) too. */
+  async updateVersioned<T>(name: string, mutate: (current: T) => T | Promise<T>, schema: Schema<T>): Promise<{ value: T; etag: string }> {
     for (let attempt = 1; attempt <= this.maxUpdateAttempts; attempt++) {
       const current = await this.get(name, schema);
       if (!current) throw new StateNotFoundError(name, this.container.containerName);
       const next = await mutate(current.value);
       // Nothing to change: no write (callers return the value they were given to say so).
-      if (next === current.value) return next;
-      const checked = schema.safeParse(next);
-      if (!checked.success) throw new StateSchemaError(name, `the update would write an invalid document: ${describeZodError(checked.error, Infinity)}`);
-      try {
-        await this.write(name, next, { ifMatch: current.etag });
-        return next;
-      } catch (e) {
-        if (statusOf(e) !== 412 && codeOf(e) !== 'ConditionNotMet') throw new StateUnavailableError(`cannot update state document ${name}`, e);
-      }
+      if (next === current.value) return current;
+      const etag = await this.replace(name, next, current.etag, schema);
+      if (etag !== undefined) return { value: next, etag };
       // Someone else won the round: back off a little (jittered, growing) and re-read.
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 5 * attempt)));
     }
     throw new StateConflictError(`state document ${name} changed under ${this.maxUpdateAttempts} consecutive updates: too many concurrent writers; retry later`);
+  }
+
+  /**
+   * Writes `value` only over the version `etag` (If-Match): the write half of `update`, for a
+   * writer that still holds the version it last wrote and so needs no read. Returns the new ETag,
+   * or undefined when the document changed since (read it again and decide again).
+   */
+  async replace<T>(name: string, value: T, etag: string, schema: Schema<T>): Promise<string | undefined> {
+    const checked = schema.safeParse(value);
+    if (!checked.success) throw new StateSchemaError(name, `the update would write an invalid document: ${describeZodError(checked.error, Infinity)}`);
+    try {
+      return await this.write(name, value, { ifMatch: etag });
+    } catch (e) {
+      if (statusOf(e) === 412 || codeOf(e) === 'ConditionNotMet') return undefined;
+      throw new StateUnavailableError(`cannot update state document ${name}`, e);
+    }
   }
 
   /** Names of the documents under `prefix`, sorted; the first `max` only (blob listings come in name order). */
