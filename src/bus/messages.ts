@@ -19,8 +19,13 @@ export const ReplicationPlan = z.object({
   manifests: z.array(DescriptorRef),
   /** Configs and layers of every manifest, deduplicated. */
   blobs: z.array(DescriptorRef),
-  /** Digests (blobs and manifests) the region lacked when the plan was made. */
+  /** Digests (blobs and manifests) the region lacked when the plan was made (every digest when `unchecked`). */
   missing: z.array(DigestSchema),
+  /**
+   * Made without asking the region (a notification's plan): the job's own check of the region,
+   * which it makes anyway just before copying, is the diff. Absent: the region was asked.
+   */
+  unchecked: z.literal(true).optional(),
   /** Foreign / non-distributable layers: referenced, never copied. */
   foreign: z.array(DescriptorRef.extend({ urls: z.array(z.string()).optional() })),
 });

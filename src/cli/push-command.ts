@@ -43,10 +43,10 @@ export async function pushCommand(first: string, second: string | undefined, fla
     manifest: root,
     blobs: image.blobs,
     references: [...image.blobs, ...image.manifests.slice(0, -1)].map(({ digest, mediaType, size }) => ({ digest, mediaType, size })),
-  }))) as { pushes: Array<{ pushId: string; jobs: Array<{ region: string; missingBlobs: number; missingBytes: number }> }> };
+  }))) as { pushes: Array<{ pushId: string; jobs: Array<{ region: string; missingBlobs?: number; missingBytes?: number }> }> };
   const push = response.pushes[0];
   console.log(`pushed ${image.repository}:${image.tag} ${root.digest} to ${settings.homeRegion.name} (${written.written} blobs written, ${written.skipped} already there)`);
-  console.log(`push ${push.pushId}: ${push.jobs.map((j) => `${j.region} lacks ${j.missingBlobs} blob(s)`).join(', ')}`);
+  console.log(`push ${push.pushId}: ${push.jobs.map((j) => (j.missingBlobs === undefined ? `${j.region} queued` : `${j.region} lacks ${j.missingBlobs} blob(s)`)).join(', ')}`);
   if (flags.wait) await watchPush(target.apiUrl, push.pushId, { adminSecret: target.settings.adminSecret });
   else console.log(`follow it with: npx georeg status ${push.pushId}`);
 }

@@ -148,7 +148,7 @@ async function planTag(t: { repository: string; tag: string; digest: string; i: 
   const { job, status, summary, plan } = await planPushJob({ image, storage: target, pushId, eventId: pushId, region, repository: t.repository, tag: t.tag, concurrency: 4 });
   const links = await missingLinks(plan, t, target);
   const record = pushRecordFor({ pushId, eventId: pushId, repository: t.repository, tag: t.tag, image, regions: [summary] });
-  return { ...base, job, status, record, missing: { blobs: summary.missingBlobs, bytes: summary.missingBytes, links } };
+  return { ...base, job, status, record, missing: { blobs: status.blobs.planned, bytes: status.bytes.planned, links } };
 }
 
 function tagDeleteJob(t: { repository: string; tag: string }, region: string, operationId: string, seq: number): { job: DeleteJob; status: RegionStatus; record: PushRecord } {

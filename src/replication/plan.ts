@@ -33,7 +33,8 @@ export type Image = ImageReferences & { root: DescriptorRef };
 /** Size of each digest in the region, or undefined when it is absent. */
 export type RegionInventory = ReadonlyMap<string, number | undefined>;
 
-export function planRegion(image: ImageReferences, inventory: RegionInventory): ReplicationPlan {
+/** The plan against what the region holds; without an inventory, every digest is to be checked by the job (`unchecked`). */
+export function planRegion(image: ImageReferences, inventory: RegionInventory | undefined): ReplicationPlan {
   const missing: string[] = [];
   const seen = new Set<string>();
   // Layers and configs first, manifests after: the order the copy and commit follow.
@@ -41,9 +42,9 @@ export function planRegion(image: ImageReferences, inventory: RegionInventory): 
     if (seen.has(d.digest)) continue;
     seen.add(d.digest);
     // A blob of the wrong size in the region is a partial or corrupt copy: copy it again.
-    if (inventory.get(d.digest) !== d.size) missing.push(d.digest);
+    if (inventory?.get(d.digest) !== d.size) missing.push(d.digest);
   }
-  return { manifests: image.manifests, blobs: image.blobs, missing, foreign: image.foreign };
+  return { manifests: image.manifests, blobs: image.blobs, missing, foreign: image.foreign, ...(inventory ? {} : { unchecked: true as const }) };
 }
 
 /** Every digest the plan references that has data to copy (blobs, then manifests), deduplicated. */
@@ -78,8 +79,8 @@ export interface PlannedPushJob {
   plan: ReplicationPlan;
 }
 
-/** One region's job for an image, given what the region holds: the layer diff and the job's pending status. */
-export function pushJobFor(input: PushJobInput, inventory: RegionInventory): PlannedPushJob {
+/** One region's job for an image, given what the region holds (or not asked: undefined): the layer diff and the job's pending status. */
+export function pushJobFor(input: PushJobInput, inventory: RegionInventory | undefined): PlannedPushJob {
   const { image, pushId, region, repository, tag } = input;
   const all = planDescriptors({ ...image, missing: [] });
   const plan = planRegion(image, inventory);
@@ -103,7 +104,7 @@ export function pushJobFor(input: PushJobInput, inventory: RegionInventory): Pla
     ...(input.sync ? { sync: input.sync } : {}),
   };
   const status = newRegionStatus({ pushId, region, jobId, action: 'push', repository, tag, digest: image.root.digest, total, planned, foreign: image.foreign });
-  return { job, status, summary: { region, jobId, missingBlobs: planned.blobs, missingBytes: planned.bytes }, plan };
+  return { job, status, summary: { region, jobId, ...(plan.unchecked ? {} : { missingBlobs: planned.blobs, missingBytes: planned.bytes }) }, plan };
 }
 
 /** The record of a push of an image (a notification's, or one a back-fill, resync or reconcile makes), with each region's job. */
@@ -136,10 +137,15 @@ export async function planPushJob(input: PushJobInput & { storage: RegionStorage
   return pushJobFor(input, await input.storage.hasBlobs(all.map((d) => d.digest), input.concurrency));
 }
 
-/** A pushed image's jobs, one per replica region, and the push's record. */
-export async function planImagePush(input: Omit<PushJobInput, 'region' | 'sync'> & { replicas: ReadonlyMap<string, RegionStorage>; concurrency: number }): Promise<{ record: PushRecord; jobs: PushJob[] }> {
+/**
+ * A pushed image's jobs, one per replica region, and the push's record. The regions are not asked
+ * what they hold: each job asks its region just before it copies (the check that guards its tag),
+ * so asking here too would only repeat the same HEADs seconds earlier, from across regions, while
+ * the registry waits for the answer. The region's status says what it lacked.
+ */
+export function planImagePush(input: Omit<PushJobInput, 'region' | 'sync'> & { replicas: ReadonlyMap<string, RegionStorage> }): { record: PushRecord; jobs: PushJob[] } {
   const { replicas, ...rest } = input;
-  const planned = await Promise.all([...replicas].map(([region, storage]) => planPushJob({ ...rest, region, storage })));
+  const planned = [...replicas.keys()].map((region) => pushJobFor({ ...rest, region }, undefined));
   return { record: pushRecordFor({ ...rest, regions: planned.map((p) => p.summary) }), jobs: planned.map((p) => p.job) };
 }
 

@@ -56,7 +56,8 @@ export interface AcceptedPush {
   tag?: string;
   digest?: string;
   duplicate: boolean;
-  jobs: Array<{ region: string; jobId: string; missingBlobs: number; missingBytes: number }>;
+  /** missingBlobs/missingBytes only when the region was asked at push time (a notification's push does not ask: see planImagePush). */
+  jobs: Array<{ region: string; jobId: string; missingBlobs?: number; missingBytes?: number }>;
 }
 
 /** An event georeg could not act on, as the answer and the problems record show it. */
@@ -153,7 +154,7 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
     throw e;
   }
   const pushId = pushIdFor(event.event.id);
-  return planImagePush({ image, replicas, pushId, eventId: event.event.id, repository, tag, request: requestInfo(event.event), concurrency: deps.settings.copyConcurrency });
+  return planImagePush({ image, replicas, pushId, eventId: event.event.id, repository, tag, request: requestInfo(event.event) });
 }
 
 function prepareDelete(event: Extract<ClassifiedEvent, { kind: 'delete' }>, replicas: ReadonlyMap<string, RegionStorage>): Prepared {

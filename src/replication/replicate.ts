@@ -156,12 +156,15 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const blobsFirst = toCopy.filter((d) => !manifestDigests.has(d.digest));
   const manifestsAfter = plan.manifests.filter((m) => toCopy.some((d) => d.digest === m.digest));
 
+  // A plan that did not ask the region (a notification's): what it lacked is what this check found.
+  const lacked = { blobs: toCopy.length, bytes: toCopy.reduce((n, d) => n + d.size, 0) };
+  const planned = plan.unchecked ? { blobs: { planned: lacked.blobs }, bytes: { planned: lacked.bytes } } : { blobs: {}, bytes: {} };
   const progress = { copied: 0, bytes: 0, methods: {} as Record<string, number> };
   let nextFlush = Date.now() + PROGRESS_AFTER_MS;
   const flush = async () => {
     if (Date.now() < nextFlush) return;
     nextFlush = Date.now() + PROGRESS_EVERY_MS;
-    await jobStatus.update((s) => ({ ...s, blobs: { ...s.blobs, copied: progress.copied }, bytes: { ...s.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
+    await jobStatus.update((s) => ({ ...s, blobs: { ...s.blobs, ...planned.blobs, copied: progress.copied }, bytes: { ...s.bytes, ...planned.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
   };
   const joined = { blobs: 0, bytes: 0 };
   const copyOne = async (d: DescriptorRef) => {
@@ -203,7 +206,7 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const skipped = all.length - toCopy.length + joined.blobs;
   const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
   const supersededBy = tag.committed ? undefined : { digest: tag.homeDigest, pushId: job.tag ? await supersedingPush(job.repository, job.tag, tag.homeDigest, status) : undefined };
-  const totals = planTotals(plan);
+  const totals = plan.unchecked ? { ...planTotals(plan), planned: lacked } : planTotals(plan);
   const done = await jobStatus.update((s) => ({
     ...s,
     state: supersededBy ? 'superseded' : 'complete',

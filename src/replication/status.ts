@@ -52,7 +52,8 @@ export const PushRecord = z.object({
   size: z.number().optional(),
   createdAt: z.string(),
   request: RequestInfo.optional(),
-  regions: z.array(z.object({ region: z.string(), jobId: z.string(), missingBlobs: z.number(), missingBytes: z.number() })),
+  /** What each region lacked when the push was planned; absent when the plan did not ask the region (its job's check did: see the region's status). */
+  regions: z.array(z.object({ region: z.string(), jobId: z.string(), missingBlobs: z.number().optional(), missingBytes: z.number().optional() })),
 });
 export type PushRecord = z.infer<typeof PushRecord>;
 
@@ -190,7 +191,7 @@ export class StatusStore {
 }
 
 function pendingFromRecord(push: PushRecord, r: PushRecord['regions'][number]): RegionStatus {
-  const status = newRegionStatus({ pushId: push.pushId, region: r.region, jobId: r.jobId, action: push.action, repository: push.repository, tag: push.tag, digest: push.digest, planned: { blobs: r.missingBlobs, bytes: r.missingBytes } });
+  const status = newRegionStatus({ pushId: push.pushId, region: r.region, jobId: r.jobId, action: push.action, repository: push.repository, tag: push.tag, digest: push.digest, ...(r.missingBlobs !== undefined ? { planned: { blobs: r.missingBlobs, bytes: r.missingBytes ?? 0 } } : {}) });
   return { ...status, createdAt: push.createdAt, updatedAt: push.createdAt };
 }
 

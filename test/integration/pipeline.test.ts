@@ -67,10 +67,10 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     const image = generated('team/web', '1.0', { generate: { layers: 3, layerSize: 256 * 1024 }, seed: 'single' });
     const p = await push(image);
     expect(p.jobs.map((j) => j.region).sort()).toEqual([...REPLICAS].sort());
-    for (const j of p.jobs) expect(j.missingBlobs).toBe(5); // 3 layers + config + manifest
     const regions = await settled(p.pushId);
     for (const r of regions) {
       expect(r.state).toBe('complete');
+      expect(r.blobs.planned).toBe(5); // 3 layers + config + manifest
       expect(r.blobs.copied).toBe(5);
       expect(r.bytes.copied).toBe([...image.blobs, ...image.manifests].reduce((s, b) => s + b.size, 0));
     }
@@ -94,8 +94,8 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     expect(shared).toHaveLength(3);
     const fresh = [...second.blobs, ...second.manifests].filter((b) => !shared.includes(b));
     const p = await push(second);
-    for (const j of p.jobs) expect(j.missingBytes).toBe(fresh.reduce((s, b) => s + b.size, 0));
     for (const r of await settled(p.pushId)) {
+      expect(r.bytes.planned).toBe(fresh.reduce((s, b) => s + b.size, 0));
       expect(r.blobs.copied).toBe(fresh.length);
       expect(r.bytes.copied).toBe(fresh.reduce((s, b) => s + b.size, 0));
       expect(r.blobs.skipped).toBe(3);

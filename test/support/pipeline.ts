@@ -11,7 +11,7 @@ import { eventually } from './eventually';
 
 export interface AcceptedPush {
   pushId: string;
-  jobs: Array<{ region: string; jobId: string; missingBlobs: number; missingBytes: number }>;
+  jobs: Array<{ region: string; jobId: string; missingBlobs?: number; missingBytes?: number }>;
   duplicate: boolean;
 }
 

@@ -61,6 +61,12 @@ describe('pushJobFor / pushRecordFor (image → region plan → job)', () => {
     expect(status).toMatchObject({ state: 'pending', digest: manifest.digest, blobs: { total: 4, planned: 3 }, bytes: { total: 1650, planned: 650 } });
   });
 
+  it('a job planned without asking the region is unchecked: every digest is for its own check, and the summary claims no diff', () => {
+    const { job, summary } = pushJobFor({ image: rooted, pushId: 'p1', eventId: 'e1', region: 'westus', repository: 'app', tag: 'v1' }, undefined);
+    expect(job.plan).toMatchObject({ inline: { unchecked: true, missing: [base.digest, app.digest, config.digest, manifest.digest] } });
+    expect(summary).toEqual({ region: 'westus', jobId: 'p1:westus' });
+  });
+
   it("the push's record names the image's root and every region's job", () => {
     const a = pushJobFor({ image: rooted, pushId: 'p1', eventId: 'e1', region: 'westus', repository: 'app', tag: 'v1' }, new Map());
     const record = pushRecordFor({ pushId: 'p1', eventId: 'e1', repository: 'app', tag: 'v1', image: rooted, regions: [a.summary] });
