@@ -2,6 +2,7 @@ import { DescriptorRef, ReplicationJob, ReplicationPlan, parseOrDeadLetter, type
 import type { Logger } from '../common/log';
 import type { Settings } from '../config/settings';
 import { DigestMismatchError } from '../oci/digest';
+import { IMAGE_MANIFEST_TYPES } from '../oci/mediatypes';
 import { backoffDelay } from '../common/backoff';
 import { forEachLimit } from '../common/pool';
 import type { LinkSpec } from '../storage/paths';
@@ -197,8 +198,8 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
     await flush();
   };
   await forEachLimit(blobsFirst, deps.settings.copyConcurrency, copyOne);
-  // Child manifests before their index, one at a time: the order is the guarantee.
-  for (const m of manifestsAfter) await copyOne(m);
+  // Child manifests before their index: the order is the guarantee.
+  await manifestsInOrder(manifestsAfter, deps.settings.copyConcurrency, copyOne);
 
   const tag = await inSpan('georeg.commit', { 'georeg.region': job.region, 'georeg.repository': job.repository }, () => commitLinks(job, plan, target, deps.home));
 
@@ -243,7 +244,7 @@ async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionSt
   const writeLinks = async () => {
     const { repository } = job;
     await Promise.all(plan.blobs.map(({ digest }) => target.writeLink({ kind: 'layer', repository, digest }, digest)));
-    for (const { digest } of plan.manifests) await target.writeLink({ kind: 'revision', repository, digest }, digest);
+    await manifestsInOrder(plan.manifests, 8, ({ digest }) => target.writeLink({ kind: 'revision', repository, digest }, digest));
   };
   if (!job.tag) {
     await writeLinks();
@@ -253,6 +254,20 @@ async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionSt
 }
 
 type TagCommit = { committed: true } | { committed: false; homeDigest?: string };
+
+/**
+ * Runs `fn` over manifests listed children before parents, never starting a manifest before the
+ * ones it references are done: image manifests reference no manifest, so they go first and in
+ * parallel (an index's platforms); then each index (or a manifest of unknown type) one at a time,
+ * in the order given.
+ */
+async function manifestsInOrder(manifests: readonly DescriptorRef[], concurrency: number, fn: (m: DescriptorRef) => Promise<unknown>): Promise<void> {
+  const leaf = (m: DescriptorRef) => m.mediaType !== undefined && IMAGE_MANIFEST_TYPES.includes(m.mediaType);
+  await forEachLimit(manifests.filter(leaf), concurrency, async (m) => {
+    await fn(m);
+  });
+  for (const m of manifests.filter((m) => !leaf(m))) await fn(m);
+}
 
 /**
  * The tag guard. Reading the region's link (and its ETag) before asking home is what makes it
