@@ -141,7 +141,7 @@ const RECENT_COPY_MS = 60_000;
 
 /** A job's progress (blobs and bytes copied so far) is written to its status only once it has copied this long: a small job writes its status twice, at the start and at the end. */
 const PROGRESS_AFTER_MS = 3000;
-const PROGRESS_EVERY_MS = 2000;
+const PROGRESS_EVERY_MS = 5000;
 
 async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore, jobStatus: JobStatus): Promise<RegionStatus> {
   const plan = await loadPlan(job, deps);
