@@ -164,16 +164,21 @@ export class StateStore {
 
   /** Names of the documents under `prefix`, sorted; the first `max` only (blob listings come in name order). */
   async list(prefix: string, max = Infinity): Promise<string[]> {
-    const names: string[] = [];
+    return (await this.listVersions(prefix, max)).map((d) => d.name);
+  }
+
+  /** `list` with each document's ETag, as the listing reports it (no document is read). */
+  async listVersions(prefix: string, max = Infinity): Promise<Array<{ name: string; etag: string }>> {
+    const found: Array<{ name: string; etag: string }> = [];
     try {
       for await (const item of this.container.listBlobsFlat({ prefix })) {
-        if (names.length >= max) break;
-        names.push(item.name);
+        if (found.length >= max) break;
+        found.push({ name: item.name, etag: item.properties.etag });
       }
     } catch (e) {
       throw new StateUnavailableError(`cannot list state documents under ${prefix}`, e);
     }
-    return names.sort();
+    return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   /** False when the document was not there. */

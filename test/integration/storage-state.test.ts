@@ -20,6 +20,21 @@ afterAll(async () => {
 });
 
 describe('StateStore', () => {
+  it('replace writes over the version it is given, and refuses (undefined) once another writer changed the document', async () => {
+    const etag = await state.create('pushes/p-replace/push.json', { count: 0, by: [] });
+    const next = await state.replace('pushes/p-replace/push.json', { count: 1, by: ['a'] }, etag, Counter);
+    expect(next).toMatch(/^"0x[0-9A-F]+"$/);
+    expect(await state.replace('pushes/p-replace/push.json', { count: 2, by: ['b'] }, etag, Counter)).toBeUndefined();
+    expect((await state.get('pushes/p-replace/push.json', Counter))?.value).toEqual({ count: 1, by: ['a'] });
+  });
+
+  it('listVersions names each document with the ETag a read of it reports', async () => {
+    const etag = await state.create('listed/one.json', { count: 0, by: [] });
+    const listed = await state.listVersions('listed/');
+    expect(listed.map((l) => l.name)).toEqual(['listed/one.json']);
+    expect(listed[0].etag.replace(/"/g, '')).toBe(etag.replace(/"/g, ''));
+  });
+
   it('uses the georeg container by default', () => {
     expect(state.container.containerName).toBe('georeg');
   });
