@@ -137,17 +137,17 @@ function orderedGroups(events: ClassifiedEvent[]): Map<string, number[]> {
 async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-push' }>, index: number, replicas: ReadonlyMap<string, RegionStorage>, deps: PushDeps): Promise<Prepared | EventProblem> {
   const { repository, digest, tag } = event;
   const problem = (reason: string, description: string): EventProblem => ({ index, eventId: event.event.id, repository, tag, digest, reason, description });
-  const root = await deps.home.blobProperties(digest);
-  if (!root) {
-    return problem(
-      'ManifestNotInHome',
-      `manifest ${digest} of ${repository} is not in the home region's storage (${deps.settings.homeRegion.name}, container "${deps.settings.registry.container}", root "${deps.settings.registry.root}"): if every push says this, GEOREG_REGISTRY_ROOT is wrong (run \`georeg doctor\`); else the manifest was deleted before georeg saw the push`,
-    );
-  }
   let image: Image;
   try {
     image = await readImage(deps.home, digest, event.mediaType);
   } catch (e) {
+    // The root itself missing (read first, so no HEAD before it): the registry root is wrong, or the manifest went.
+    if (e instanceof BlobNotFoundError && e.digest === digest) {
+      return problem(
+        'ManifestNotInHome',
+        `manifest ${digest} of ${repository} is not in the home region's storage (${deps.settings.homeRegion.name}, container "${deps.settings.registry.container}", root "${deps.settings.registry.root}"): if every push says this, GEOREG_REGISTRY_ROOT is wrong (run \`georeg doctor\`); else the manifest was deleted before georeg saw the push`,
+      );
+    }
     // A manifest that does not parse or does not match its digest cannot be replicated; anything
     // else (storage unreachable) is ours and propagates as a 5xx the registry retries.
     if (e instanceof ManifestError || e instanceof DigestMismatchError || e instanceof BlobNotFoundError) return problem('ManifestUnreadable', `${repository}@${digest}: ${e.message}`);
