@@ -171,15 +171,7 @@ export class RegionStorage {
   }
 
   private async readLinkAt(path: string): Promise<string | undefined> {
-    let text: string;
-    try {
-      text = (await this.container.getBlobClient(path).downloadToBuffer()).toString('utf8').trim();
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw new RegionStorageError(`cannot read link ${path} in ${this.region}`, e);
-    }
-    this.checkLinkContent(path, text);
-    return text;
+    return (await this.linkVersionAt(path)).digest;
   }
 
   private checkLinkContent(path: string, text: string): void {
@@ -202,7 +194,11 @@ export class RegionStorage {
 
   /** A link's digest and ETag (both undefined when absent): the read half of a guarded write. */
   async readLinkVersion(link: LinkSpec): Promise<{ digest?: string; etag?: string }> {
-    const path = this.layout.link(link);
+    return this.linkVersionAt(this.layout.link(link));
+  }
+
+  /** One GET (downloadToBuffer would HEAD for the size first: two requests for a 71-byte link). */
+  private async linkVersionAt(path: string): Promise<{ digest?: string; etag?: string }> {
     let res;
     try {
       res = await this.container.getBlobClient(path).download();
