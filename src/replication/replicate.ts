@@ -201,7 +201,8 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   // Child manifests before their index: the order is the guarantee.
   await manifestsInOrder(manifestsAfter, deps.settings.copyConcurrency, copyOne);
 
-  const tag = await inSpan('georeg.commit', { 'georeg.region': job.region, 'georeg.repository': job.repository }, () => commitLinks(job, plan, target, deps.home));
+  const linked = await linkedLayers(job.repository, plan, toCopy, target);
+  const tag = await inSpan('georeg.commit', { 'georeg.region': job.region, 'georeg.repository': job.repository }, () => commitLinks(job, plan, target, deps.home, linked));
 
   const completedAt = new Date();
   const skipped = all.length - toCopy.length + joined.blobs;
@@ -240,10 +241,10 @@ async function supersedingPush(repository: string, tag: string, digest: string |
  * over the version of the region's link read before home was asked, so an older job that commits
  * after a newer one never sets the tag back (see commitTag).
  */
-async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage): Promise<TagCommit> {
+async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage, linked: ReadonlySet<string>): Promise<TagCommit> {
   const writeLinks = async () => {
     const { repository } = job;
-    await Promise.all(plan.blobs.map(({ digest }) => target.writeLink({ kind: 'layer', repository, digest }, digest)));
+    await Promise.all(plan.blobs.filter(({ digest }) => !linked.has(digest)).map(({ digest }) => target.writeLink({ kind: 'layer', repository, digest }, digest)));
     await manifestsInOrder(plan.manifests, 8, ({ digest }) => target.writeLink({ kind: 'revision', repository, digest }, digest));
   };
   if (!job.tag) {
@@ -254,6 +255,20 @@ async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionSt
 }
 
 type TagCommit = { committed: true } | { committed: false; homeDigest?: string };
+
+/**
+ * The layer links the repository already has in the region, holding the right digest, when that
+ * can pay: a blob the region already had is usually linked there too (an incremental push), so
+ * one listing can spare a link write per shared layer. Only asked when two or more of the image's
+ * layers were there; a link that is present is exactly what writing it would leave.
+ */
+async function linkedLayers(repository: string, plan: ReplicationPlan, toCopy: readonly DescriptorRef[], target: RegionStorage): Promise<Set<string>> {
+  const copying = new Set(toCopy.map((d) => d.digest));
+  const had = plan.blobs.filter((b) => !copying.has(b.digest));
+  if (had.length < 2) return new Set();
+  const present = await target.presentLinks(had.map((b) => ({ kind: 'layer' as const, repository, digest: b.digest })), { kind: 'layers', repository });
+  return new Set(had.filter((_, i) => present[i]).map((b) => b.digest));
+}
 
 /**
  * Runs `fn` over manifests listed children before parents, never starting a manifest before the

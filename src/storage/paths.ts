@@ -64,7 +64,9 @@ export type PrefixSpec =
   /** The tag's whole directory: `current` and `index`. */
   | { kind: 'tag'; repository: string; tag: string }
   /** The tag's history (`index/`), without its `current` link. */
-  | { kind: 'tagIndex'; repository: string; tag: string };
+  | { kind: 'tagIndex'; repository: string; tag: string }
+  /** The repository's layer links. */
+  | { kind: 'layers'; repository: string };
 
 export class RegistryLayout {
   readonly root: string;
@@ -117,6 +119,8 @@ export class RegistryLayout {
         return this.tagDirectory(spec.repository, spec.tag);
       case 'tagIndex':
         return `${this.tagDirectory(spec.repository, spec.tag)}index/`;
+      case 'layers':
+        return `${this.repository(spec.repository)}/_layers/`;
     }
   }
 

@@ -1,5 +1,6 @@
 import type { AddressPolicy } from '../common/address-safety';
 import { forEachLimit } from '../common/pool';
+import { createHash } from 'node:crypto';
 import { readAll } from '../common/streams';
 import type { TokenCredential } from '@azure/identity';
 import {
@@ -371,6 +372,30 @@ export class RegionStorage {
     } catch (e) {
       throw new RegionStorageError(`cannot list tags in ${this.region} (${prefix})`, e);
     }
+  }
+
+  /**
+   * Which of `links` (all under `within`) are present and hold their digest, from the first page
+   * (5,000 blobs) of one listing of `within`: the listing's MD5 of a link is the MD5 of the digest
+   * string it holds, so no link is read. A link past the first page, or written in blocks (no
+   * MD5), counts as absent.
+   */
+  async presentLinks(links: ReadonlyArray<LinkSpec & { digest: string }>, within: PrefixSpec): Promise<boolean[]> {
+    const prefix = this.layout.prefix(within);
+    const listed = new Map<string, string | undefined>();
+    try {
+      const page = await this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 5000 }).next();
+      for (const item of page.done ? [] : page.value.segment.blobItems) {
+        const md5 = item.properties.contentMD5;
+        listed.set(item.name, md5 && md5.length ? Buffer.from(md5).toString('base64') : undefined);
+      }
+    } catch (e) {
+      throw new RegionStorageError(`cannot list ${prefix} in ${this.region}`, e);
+    }
+    return links.map((l) => {
+      const md5 = listed.get(this.layout.link(l));
+      return md5 !== undefined && md5 === createHash('md5').update(l.digest, 'utf8').digest('base64');
+    });
   }
 
   /**

@@ -159,6 +159,15 @@ describe('RegionStorage', () => {
     expect(await east.deleteLink(link)).toBe(false);
   });
 
+  it('presentLinks tells, from one listing, which layer links are there holding their digest', async () => {
+    const east = storage('eastus');
+    const [linked, wrong, absent] = ['layer a', 'layer b', 'layer c'].map((s) => ({ kind: 'layer' as const, repository: 'team/present', digest: digestOf(s) }));
+    await east.writeLink(linked, linked.digest);
+    // A link holding another digest than its path names is not "present": writing it would change it.
+    await east.writeLink(wrong, linked.digest);
+    expect(await east.presentLinks([linked, wrong, absent], { kind: 'layers', repository: 'team/present' })).toEqual([true, false, false]);
+  });
+
   it('lists tags and every repository:tag with its digest; deletePrefix removes a tag directory', async () => {
     const we = storage('westeurope');
     const d = (s: string) => digestOf(s);
