@@ -63,7 +63,7 @@ const program = new Command('bench')
   .option('--repeat <n>', 'repetitions of the single-image scenarios (the table shows the median)', '3')
   .option('--timeout <seconds>', 'per push', '300')
   .option('--scaling-regions <counts>', 'the region-scaling run: the many-small workload to this many replica regions each ("none" skips it)', '1,3,6')
-  .option('--scaling-images <n>', 'small images per region-scaling point (the bigger run: 200, as many-small)', '100');
+  .option('--scaling-images <n>', 'small images per region-scaling point (the bigger run: 200, as many-small)', '50');
 
 type Flags = {
   large: string;
