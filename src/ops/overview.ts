@@ -173,8 +173,9 @@ function toView(push: PushRecord, regions: RegionStatus[]): PushView {
       error: r.error,
       durationMs: r.durationMs,
       completedAt: r.completedAt,
-      missingBlobs: planned.get(r.region)?.missingBlobs ?? 0,
-      missingBytes: planned.get(r.region)?.missingBytes ?? 0,
+      // A notification's plan does not ask the region: what it lacked is what its job's check found.
+      missingBlobs: planned.get(r.region)?.missingBlobs ?? r.blobs.planned,
+      missingBytes: planned.get(r.region)?.missingBytes ?? r.bytes.planned,
     })),
   };
 }
