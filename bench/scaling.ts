@@ -1,6 +1,6 @@
 import type { Logger } from '../src/common/log';
 import { forEachLimit } from '../src/common/pool';
-import { generated } from '../src/cli/push-command';
+import { generated } from '../src/registry/generate';
 import { DEFAULT_HOME, DEFAULT_REPLICAS, startStack, type Stack } from '../src/local/stack';
 import { writeImage } from '../src/registry/writer';
 import { BusTracker, cpuSeconds, outcomeOf, percentile, pushThroughPipeline, StorageRequests, type PipelinePush } from './measure';
