@@ -12,6 +12,7 @@ import { DEFAULT_HOME, DEFAULT_REPLICAS, type Stack } from '../src/local/stack';
 import { regionScaling, scalingTable, startBenchStack, type ScalingPoint } from './scaling';
 import { writeImage, type ImageToWrite } from '../src/registry/writer';
 import { copyCapabilities, type CopyMethod } from '../src/replication/copy';
+import { backfillIntoResults } from './backfill';
 import type { RegionStatus } from '../src/replication/status';
 import {
   BusTracker,
@@ -559,7 +560,10 @@ function round(n: number, digits: number): number {
   return Number.isFinite(n) ? +n.toFixed(digits) : n;
 }
 
-main().then(
+main()
+  // Then a back-fill of 2,000 tags (bench/backfill.ts), on a full run (not with --only).
+  .then(() => (process.argv.includes('--only') ? undefined : backfillIntoResults(program.opts<Flags>().out)))
+  .then(
   () => process.exit(0),
   (e) => {
     console.error(e);

@@ -8,4 +8,5 @@ import './deliver';
 import './deadletters';
 import './replications';
 import './reconcile';
+import './backfill';
 import './ops';

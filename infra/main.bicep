@@ -1,5 +1,5 @@
 // georeg in Azure: one Service Bus namespace (the replication topic with a subscription per replica
-// region, the webhook delivery queue), and per region a storage account (the registry's storage)
+// region, the webhook delivery queue, the back-fill page queue), and per region a storage account (the registry's storage)
 // and a Function App running the same package with REGION_NAME set; Application Insights for every
 // app (traces and georeg's metrics through OpenTelemetry) and a workbook over Service Bus and georeg.
 //
@@ -81,6 +81,20 @@ resource webhookQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview
   }
 }
 
+// A replica's back-fill, one page of home's tags per message (src/replicas/backfill.ts): the next
+// page is sent with a deterministic id, so duplicate detection drops a page sent twice.
+resource backfillQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: bus
+  name: 'backfill-pages'
+  properties: {
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    deadLetteringOnMessageExpiration: true
+  }
+}
+
 // Where every Function App sends its traces and georeg's metrics (APPLICATIONINSIGHTS_CONNECTION_STRING
 // turns on @azure/monitor-opentelemetry in georeg), and the Functions host its own logs.
 resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
@@ -144,6 +158,7 @@ resource apps 'Microsoft.Web/sites@2023-01-01' = [for (region, i) in regions: {
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: '${bus.name}.servicebus.windows.net' }
         { name: 'GEOREG_REPLICATION_TOPIC', value: topic.name }
         { name: 'GEOREG_WEBHOOK_QUEUE', value: webhookQueue.name }
+        { name: 'GEOREG_BACKFILL_QUEUE', value: backfillQueue.name }
         { name: 'GEOREG_PUSH_SECRET', value: pushSecret }
         { name: 'GEOREG_RECONCILE_SCHEDULE', value: reconcileSchedule }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }

@@ -12,6 +12,7 @@ import type { ReplicateDeps } from './replication/replicate';
 import { recordReplicaFailure, recordReplicaProgress } from './replicas/progress';
 import { ReplicaRegistry, settingStorage } from './replicas/registry';
 import type { ReplicaAdminDeps } from './replicas/admin-api';
+import type { BackfillDeps } from './replicas/backfill';
 import type { RegionStorage } from './storage/region-storage';
 import { StateStore } from './storage/state-store';
 import type { WebhookAdminDeps } from './webhooks/admin-api';
@@ -38,6 +39,8 @@ export interface Runtime {
   replicationSender: ServiceBusSender;
   /** Queue `webhook-deliveries`: the replicate step enqueues deliveries, the deliver step schedules retries. */
   webhookSender: ServiceBusSender;
+  /** Queue `backfill-pages`: `replication create` queues a back-fill's first page, each page the next. */
+  backfillSender: ServiceBusSender;
   /** Service Bus administration (subscriptions per region, queue counts), made on first use. */
   busAdmin(): ServiceBusAdministrationClient;
   close(): Promise<void>;
@@ -59,6 +62,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
   // Every message georeg sends carries the trace it was sent in.
   const replicationSender = tracedSender(bus.createSender(settings.serviceBus.replicationTopic));
   const webhookSender = tracedSender(bus.createSender(settings.serviceBus.webhookQueue));
+  const backfillSender = tracedSender(bus.createSender(settings.serviceBus.backfillQueue));
   let admin: ServiceBusAdministrationClient | undefined;
   return {
     settings,
@@ -69,6 +73,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
     bus,
     replicationSender,
     webhookSender,
+    backfillSender,
     busAdmin() {
       admin ??= settings.serviceBus.connectionString
         ? createAdministrationClient(settings.serviceBus.connectionString)
@@ -78,6 +83,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
     async close() {
       await replicationSender.close();
       await webhookSender.close();
+      await backfillSender.close();
       await bus.close();
     },
   };
@@ -167,6 +173,10 @@ export function reconcileDeps(rt: Runtime, log: Logger): ReconcileDeps {
   return { settings: rt.settings, home: rt.home, registry: rt.registry, state: rt.state, replicationSender: rt.replicationSender, log };
 }
 
+export function backfillDeps(rt: Runtime, log: Logger): BackfillDeps {
+  return { settings: rt.settings, home: rt.home, registry: rt.registry, state: rt.state, replicationSender: rt.replicationSender, backfillSender: rt.backfillSender, log };
+}
+
 export function webhookDeliverDeps(rt: Runtime, log: Logger): DeliverDeps {
   return { settings: rt.settings, state: rt.state, webhookSender: rt.webhookSender, log };
 }
@@ -182,6 +192,7 @@ export function replicaAdminDeps(rt: Runtime, log: Logger, onRegionsChanged: () 
     home: rt.home,
     state: rt.state,
     replicationSender: rt.replicationSender,
+    backfillSender: rt.backfillSender,
     bus: rt.bus,
     busAdmin: () => rt.busAdmin(),
     log,

@@ -77,6 +77,35 @@ export type DeleteJob = z.infer<typeof DeleteJob>;
 export const ReplicationJob = z.union([PushJob, DeleteJob]);
 export type ReplicationJob = z.infer<typeof ReplicationJob>;
 
+/**
+ * One page of a replica's back-fill, on the back-fill queue: where the listing of home's tags
+ * resumes (`cursor`, the storage listing's continuation token; absent for the first page) and the
+ * sequence number its first tag's job takes in the run.
+ */
+export const BackfillPage = z
+  .object({
+    version: z.literal(1),
+    region: z.string().min(1),
+    operationId: z.string().regex(/^[a-z0-9]{6,32}$/, 'a back-fill operation id'),
+    page: z.number().int().nonnegative(),
+    cursor: z.string().min(1).optional(),
+    seqBase: z.number().int().nonnegative(),
+  })
+  .strict();
+export type BackfillPage = z.infer<typeof BackfillPage>;
+
+export function backfillPageMessage(page: BackfillPage): ServiceBusMessage {
+  return {
+    body: page,
+    contentType: 'application/json',
+    // Deterministic: a page sent again (a redelivered predecessor) is dropped by duplicate detection.
+    messageId: `backfill:${page.region}:${page.operationId}:${page.page}`,
+    correlationId: page.operationId,
+    subject: `backfill:${page.region}:page-${page.page}`,
+    applicationProperties: { region: page.region, action: 'backfill-page', version: page.version },
+  };
+}
+
 /** The application properties a Service Bus dashboard shows and filters on. */
 export interface MessageEnvelope {
   messageId: string;

@@ -222,11 +222,17 @@ async function checkBus(settings: Settings, regions: Replica[], report: Report):
       report(`subscription ${region.name}`, 'ok', `on topic "${topic}" with rule region = '${region.name}'`);
     }
   }
-  try {
-    if (await admin.queueExists(queue)) report('webhook queue', 'ok', `queue "${queue}" present`);
-    else report('webhook queue', 'fail', `queue "${queue}" is missing: deploy infra/main.bicep, or add it to the emulator's Config.json (GEOREG_WEBHOOK_QUEUE names it)`);
-  } catch (e) {
-    report('webhook queue', 'fail', `cannot read queue "${queue}": ${firstLine(e)}`);
+  const queues = [
+    { what: 'webhook queue', name: queue, setting: 'GEOREG_WEBHOOK_QUEUE' },
+    { what: 'back-fill queue', name: settings.serviceBus.backfillQueue, setting: 'GEOREG_BACKFILL_QUEUE' },
+  ];
+  for (const q of queues) {
+    try {
+      if (await admin.queueExists(q.name)) report(q.what, 'ok', `queue "${q.name}" present`);
+      else report(q.what, 'fail', `queue "${q.name}" is missing: deploy infra/main.bicep, or add it to the emulator's Config.json (${q.setting} names it)`);
+    } catch (e) {
+      report(q.what, 'fail', `cannot read queue "${q.name}": ${firstLine(e)}`);
+    }
   }
 }
 

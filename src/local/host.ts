@@ -423,6 +423,7 @@ function appSettingsOf(rt: Runtime): Record<string, string> {
     ...(serviceBus.fullyQualifiedNamespace ? { ServiceBusConnection__fullyQualifiedNamespace: serviceBus.fullyQualifiedNamespace } : {}),
     GEOREG_REPLICATION_TOPIC: serviceBus.replicationTopic,
     GEOREG_WEBHOOK_QUEUE: serviceBus.webhookQueue,
+    GEOREG_BACKFILL_QUEUE: serviceBus.backfillQueue,
     GEOREG_RECONCILE_SCHEDULE: reconcile.schedule,
   };
 }

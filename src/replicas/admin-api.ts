@@ -13,13 +13,14 @@ import { StateUnavailableError, type StateStore } from '../storage/state-store';
 import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type ReplicaStorage, type SyncRun } from './definition';
 import { LastSynced } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
+import { startBackfill } from './backfill';
 import { startSync } from './sync';
 
 /**
  * Replica management, as `az acr replication` has it:
  *
  *   GET    /api/replications                     list
- *   POST   /api/replications                     create {name, storage, endpointEnabled}: subscription, then back-fill
+ *   POST   /api/replications                     create {name, storage, endpointEnabled}: subscription, then back-fill (queued)
  *   GET    /api/replications/{name}              show
  *   PATCH  /api/replications/{name}              update {endpointEnabled}
  *   DELETE /api/replications/{name}[?purge=true] delete (data kept unless purge)
@@ -38,6 +39,8 @@ export interface ReplicaAdminDeps {
   home: RegionStorage;
   state: StateStore;
   replicationSender: ServiceBusSender;
+  /** The back-fill queue: create queues a back-fill's first page (replicas/backfill.ts plans the rest). */
+  backfillSender: ServiceBusSender;
   bus: ServiceBusClient;
   busAdmin: () => ServiceBusAdministrationClient;
   log: Logger;
@@ -195,10 +198,11 @@ async function create(body: string, deps: ReplicaAdminDeps): Promise<HttpOutput>
   await deps.onRegionsChanged?.();
   const replica = (await deps.registry.get(name))!;
   try {
-    await startSync(replica, 'backfill', deps);
+    // Planned as queued work, page by page: create answers now, whatever the registry's size.
+    await startBackfill(replica, deps);
   } catch (e) {
     // The region receives new pushes already; what it lacks from before comes with a resync.
-    const error = `the back-fill could not be planned: ${(e as Error).message}; run \`georeg replication resync --region ${name}\``;
+    const error = `the back-fill could not be queued: ${(e as Error).message}; run \`georeg replication resync --region ${name}\``;
     await deps.registry.updateRecord(name, (r) => ({ ...r, status: 'Failed', error }));
     deps.log.error(`replication ${name}: ${error}`);
   }

@@ -37,6 +37,16 @@ export const SyncRun = z.object({
   /** Tags a resync found in the region though home deleted them, and sent delete jobs for (capped like `missing`). */
   deleted: z.array(z.object({ repository: z.string(), tag: z.string() })).default([]),
   deletedTruncated: z.boolean().default(false),
+  /**
+   * A back-fill plans page by page (messages on the back-fill queue, several at once): pages
+   * counted so far, which ones (bits by page number) and which have sent their jobs, the number of
+   * the last page once it is listed, and whether every page up to it is counted. `total` grows
+   * with each page; the run settles only once planning is complete. A run planned in one go
+   * (resync) is complete at once.
+   */
+  planning: z
+    .object({ pages: z.number().int().nonnegative(), counted: z.string().default(''), sent: z.string().default(''), last: z.number().int().nonnegative().optional(), complete: z.boolean() })
+    .default({ pages: 0, counted: '', sent: '', complete: true }),
 });
 export type SyncRun = z.infer<typeof SyncRun>;
 

@@ -66,9 +66,28 @@ async function updateRun(region: string, operationId: string, deps: ProgressDeps
   }
 }
 
-/** Ready once every job finished well, Failed when any dead-lettered; Syncing until then. */
+/** A run that has counted nothing yet; `planning` says whether more pages are to come (a back-fill) or not (a resync, planned in one go). */
+export function newRun(operationId: string, kind: SyncRun['kind'], options: { repository?: string; planned: boolean }): SyncRun {
+  return {
+    operationId,
+    kind,
+    ...(options.repository ? { repository: options.repository } : {}),
+    startedAt: new Date().toISOString(),
+    total: { jobs: 0, tags: 0, blobs: 0, bytes: 0 },
+    done: { jobs: 0, blobs: 0, bytes: 0 },
+    finished: '',
+    failures: [],
+    missing: [],
+    missingTruncated: false,
+    deleted: [],
+    deletedTruncated: false,
+    planning: { pages: options.planned ? 1 : 0, counted: '', sent: '', complete: options.planned },
+  };
+}
+
+/** Ready once every page is planned and every job finished well, Failed when any dead-lettered; Syncing until then. */
 export function settle(run: SyncRun): Pick<ReplicaRecord, 'status' | 'error'> & { sync: SyncRun } {
-  if (run.done.jobs < run.total.jobs) return { status: 'Syncing', error: undefined, sync: run };
+  if (!run.planning.complete || run.done.jobs < run.total.jobs) return { status: 'Syncing', error: undefined, sync: run };
   const completed = { ...run, completedAt: run.completedAt ?? new Date().toISOString() };
   if (run.failures.length) {
     return { status: 'Failed', error: `${run.failures.length} ${run.kind} job(s) failed: ${run.failures.slice(0, 3).map((f) => `${f.image ?? f.jobId}: ${f.reason}: ${f.description}`).join('; ')}`, sync: completed };

@@ -10,7 +10,7 @@ import type { LinkSpec } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
 import type { StateStore } from '../storage/state-store';
 import type { ReplicaRecord, SyncRun } from './definition';
-import { setBit, settle } from './progress';
+import { newRun, setBit, settle } from './progress';
 import type { Replica, ReplicaRegistry } from './registry';
 
 /**
@@ -34,7 +34,7 @@ export interface SyncDeps {
 /** How many tags of a run list what they missed; the counts cover all of them. */
 const MISSING_LISTED = 200;
 
-interface PlannedTag {
+export interface PlannedTag {
   repository: string;
   tag: string;
   job?: PushJob;
@@ -66,20 +66,8 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
   // finished, failed job, so the run ends Failed naming it.
   let seq = 0;
   const jobs: PlannedTag[] = [];
-  const run: SyncRun = {
-    operationId,
-    kind,
-    repository: options.repository,
-    startedAt: new Date().toISOString(),
-    total: { jobs: 0, tags: tags.length, blobs: 0, bytes: 0 },
-    done: { jobs: 0, blobs: 0, bytes: 0 },
-    finished: '',
-    failures: [],
-    missing: [],
-    missingTruncated: false,
-    deleted: [],
-    deletedTruncated: false,
-  };
+  const run = newRun(operationId, kind, { repository: options.repository, planned: true });
+  run.total.tags = tags.length;
   for (const p of planned) {
     const missedSomething = p.missing.blobs + p.missing.links > 0;
     if (missedSomething) {
@@ -136,7 +124,16 @@ export async function startSync(replica: Replica, kind: SyncRun['kind'], deps: S
   return record;
 }
 
-async function planTag(t: { repository: string; tag: string; digest: string; i: number }, region: string, target: RegionStorage, kind: SyncRun['kind'], operationId: string, deps: SyncDeps): Promise<PlannedTag> {
+/** One tag's job for the region (its push id numbered `i` in the run), what the region lacks of it, or why it cannot be planned. */
+export async function planTag(
+  t: { repository: string; tag: string; digest: string; i: number },
+  region: string,
+  target: RegionStorage,
+  kind: SyncRun['kind'],
+  operationId: string,
+  deps: Pick<SyncDeps, 'home'>,
+  options: { links?: boolean } = {},
+): Promise<PlannedTag> {
   const base = { repository: t.repository, tag: t.tag };
   let image;
   try {
@@ -146,7 +143,8 @@ async function planTag(t: { repository: string; tag: string; digest: string; i: 
   }
   const pushId = `${kind === 'backfill' ? 'bf' : 'rs'}-${operationId}-${t.i}`;
   const { job, status, summary, plan } = await planPushJob({ image, storage: target, pushId, eventId: pushId, region, repository: t.repository, tag: t.tag, concurrency: 4 });
-  const links = await missingLinks(plan, t, target);
+  // A back-fill sends every tag's job whatever it finds; only a resync reports what was missing.
+  const links = options.links === false ? 0 : await missingLinks(plan, t, target);
   const record = pushRecordFor({ pushId, eventId: pushId, repository: t.repository, tag: t.tag, image, regions: [summary] });
   return { ...base, job, status, record, missing: { blobs: status.blobs.planned, bytes: status.bytes.planned, links } };
 }

@@ -208,6 +208,8 @@ export const statePaths = {
   webhookAttempt: (name: string, at: Date, key: string) => `webhook-events/${safe(name)}/${newestFirst(at)}-${safe(key)}.json`,
   problemsPrefix: () => 'problems/',
   problem: (at: Date, key: string) => `problems/${newestFirst(at)}-${safe(key)}.json`,
+  /** One page of a replica's back-fill as first listed: its tags and where the next page resumes (a redelivered page plans the same tags). */
+  backfillPage: (region: string, operationId: string, page: number) => `backfill-pages/${safe(region)}/${safe(operationId)}/${page}.json`,
   reconcileLease: (region: string) => `reconcile/${safe(region)}.lease`,
   reconcileReport: (region: string) => `reconcile/${safe(region)}.json`,
   /** A handler's dead-letter verdict on a message, kept until its dead letter is handled (message ids may hold any character: hashed). */

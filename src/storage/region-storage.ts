@@ -353,6 +353,31 @@ export class RegionStorage {
   }
 
   /**
+   * One page of the listing listRepositoriesWithTags walks: the tags among `maxBlobs` listed
+   * blobs, with their digests, and the continuation token of the next page (absent after the
+   * last). A page resumes where the token says, so a caller can stop and carry on later.
+   */
+  async listTagsPage(options: { cursor?: string; maxBlobs: number; concurrency?: number }): Promise<{ tags: Array<{ repository: string; tag: string; digest: string }>; cursor?: string }> {
+    const prefix = this.layout.repositoriesPrefix();
+    let page;
+    try {
+      page = (await this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: options.maxBlobs, continuationToken: options.cursor }).next()).value;
+    } catch (e) {
+      throw new RegionStorageError(`cannot list repositories in ${this.region} (${prefix})`, e);
+    }
+    const found: Array<{ repository: string; tag: string; path: string; digest?: string }> = [];
+    for (const item of page?.segment.blobItems ?? []) {
+      const parsed = this.layout.parseTagCurrentLink(item.name);
+      if (parsed) found.push({ ...parsed, path: item.name });
+    }
+    await forEachLimit(found, options.concurrency ?? 8, async (f) => {
+      f.digest = await this.readLink(f.path);
+    });
+    const tags = found.filter((f) => f.digest).map((f) => ({ repository: f.repository, tag: f.tag, digest: f.digest! }));
+    return { tags, cursor: page?.continuationToken || undefined };
+  }
+
+  /**
    * Every tag's `current/link` with the MD5 the listing reports for it, without reading one link:
    * two links with the same MD5 hold the same digest (a link is the digest string and nothing
    * else). The MD5 is absent for a link written in blocks; the caller reads those.

@@ -53,6 +53,7 @@ describe('georeg doctor', () => {
       'ok    service bus',
       'ok    subscription eastus',
       'ok    webhook queue',
+      'ok    back-fill queue',
       // No serve runs here, and no API was asked for: a warning, not a failure.
       'WARN  api',
     ]);

@@ -19,8 +19,13 @@ describe('functions/ registrations (the Functions host contract)', () => {
     byName = Object.fromEntries(registered.map((r) => [r.name, r.bindings]));
   });
 
-  it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, reconcile, replications, route and operations functions', () => {
-    expect(registered.map((r) => r.name).sort()).toEqual(['dashboard', 'deadLetters', 'deliver', 'deliverDeadLetters', 'metrics', 'overview', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replicateDeadLetters', 'replications', 'webhooks']);
+  it('registers exactly the push, status, replicate, webhooks, deliver, dead-letter, reconcile, replications, back-fill, route and operations functions', () => {
+    expect(registered.map((r) => r.name).sort()).toEqual(['backfill', 'backfillDeadLetters', 'dashboard', 'deadLetters', 'deliver', 'deliverDeadLetters', 'metrics', 'overview', 'push', 'pushStatus', 'reconcile', 'regionRoute', 'replicate', 'replicateDeadLetters', 'replications', 'webhooks']);
+  });
+
+  it('backfill binds the back-fill queue, and backfillDeadLetters its dead-letter queue', () => {
+    expect(byName.backfill.find((b) => b.direction === 'in')).toMatchObject({ type: 'serviceBusTrigger', connection: 'ServiceBusConnection', queueName: '%GEOREG_BACKFILL_QUEUE%' });
+    expect(byName.backfillDeadLetters.find((b) => b.direction === 'in')).toMatchObject({ type: 'serviceBusTrigger', queueName: '%GEOREG_BACKFILL_QUEUE%/$DeadLetterQueue' });
   });
 
   it("replicateDeadLetters binds the dead-letter queue of the region's subscription", () => {

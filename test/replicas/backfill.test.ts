@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/common/log';
+import { forEachLimit } from '../../src/common/pool';
+import { startLocalHost, type SettledInvocation } from '../../src/local/host';
+import { startStack, type Stack } from '../../src/local/stack';
+import type { ReplicaView } from '../../src/replicas/admin-api';
+import type { JobOutcome } from '../../src/replication/replicate';
+import { writeImage } from '../../src/registry/writer';
+import { eventually } from '../support/eventually';
+import { generated } from '../support/images';
+
+/**
+ * Back-fill as queued work (src/replicas/backfill.ts) on the real stack: `replication create`
+ * answers before any tag is planned, pages of home's tags go through the back-fill queue one after
+ * another, and a worker stopped mid back-fill leaves a run the next worker finishes, every tag
+ * replicated once. Home holds 200 tiny images in 12 repositories; pages list 150 blobs each
+ * (about 30 tags), so a run is several pages.
+ */
+
+const TAGS = 200;
+let stack: Stack;
+const settled: SettledInvocation[] = [];
+
+beforeAll(async () => {
+  stack = await startStack({
+    replicas: [],
+    spareAccounts: ['eastus', 'westeurope'],
+    httpPort: 0,
+    log: silentLogger,
+    settings: { GEOREG_BACKFILL_PAGE_SIZE: '150', GEOREG_RECONCILE_SCHEDULE: '0 0 0 1 1 *' },
+    host: { maxConcurrentCalls: 16, regionPollMs: 200, onSettled: (s) => settled.push(s) },
+  });
+  const images = Array.from({ length: TAGS }, (_, i) => generated(`fleet/app${i % 12}`, `v${i}`, { generate: { layers: 1, layerSize: 64 }, seed: `fleet-${i}` }));
+  await forEachLimit(images, 8, async (image) => {
+    await writeImage(stack.runtime.home, image);
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+async function create(name: string, url = stack.host.url): Promise<ReplicaView> {
+  const res = await fetch(`${url}/api/replications`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...stack.adminHeaders },
+    body: JSON.stringify({ name, storage: stack.storageConnectionString(name) }),
+  });
+  const body = (await res.json()) as { replication: ReplicaView };
+  expect(res.status, JSON.stringify(body)).toBe(201);
+  return body.replication;
+}
+
+function record(name: string) {
+  return stack.runtime.registry.get(name);
+}
+
+/** Every tag of home, with its digest, as the region holds it. */
+async function tagsIn(region: string): Promise<Map<string, string>> {
+  const storage = region === 'home' ? stack.runtime.home : stack.runtime.registry.storageOf({ name: region, storage: { connectionString: stack.storageConnectionString(region) } });
+  const out = new Map<string, string>();
+  for await (const t of storage.listRepositoriesWithTags()) out.set(`${t.repository}:${t.tag}`, t.digest);
+  return out;
+}
+
+describe('back-fill as queued work', () => {
+  it('create answers before planning; pages are each planned once; the replica reaches Ready with every tag', async () => {
+    const created = await create('eastus');
+    // Answered at once: the run is on the record, no page planned yet.
+    expect(created.status).toBe('Syncing');
+    expect(created.sync).toMatchObject({ kind: 'backfill', planning: { pages: 0, complete: false }, total: { tags: 0, jobs: 0 } });
+
+    const ready = await eventually(() => record('eastus'), (r) => r?.status === 'Ready' || r?.status === 'Failed', { what: 'eastus to become Ready', timeout: 280_000 });
+    const run = ready!.record!.sync!;
+    expect(ready!.status, ready!.record!.error).toBe('Ready');
+    expect(run.total).toMatchObject({ tags: TAGS, jobs: TAGS });
+    expect(run.done.jobs).toBe(TAGS);
+    expect(run.planning.complete).toBe(true);
+    // Several pages, each planned once (page n+1 is sent by page n, then both plan side by side).
+    const pages = settled.filter((s) => s.function === 'backfill' && (s.outcome as { skipped?: string }).skipped === undefined).map((s) => (s.outcome as { page: number }).page);
+    expect(pages.length).toBeGreaterThan(3);
+    expect([...pages].sort((a, b) => a - b)).toEqual(pages.map((_, i) => i));
+    expect(run.planning).toMatchObject({ pages: pages.length, last: pages.length - 1 });
+    expect(Object.fromEntries(await tagsIn('eastus'))).toEqual(Object.fromEntries(await tagsIn('home')));
+  }, 300_000);
+
+  it('a worker stopped mid back-fill and a new one started: the replica still reaches Ready, every tag replicated once', async () => {
+    const copied = new Map<string, number>();
+    const onJob = (region: string, outcome: JobOutcome | { outcome: 'abandoned' }) => {
+      if (region !== 'westeurope' || outcome.outcome !== 'completed' || outcome.alreadyComplete) return;
+      const key = `${outcome.status.repository}:${outcome.status.tag}`;
+      copied.set(key, (copied.get(key) ?? 0) + 1);
+    };
+    // The first worker stops as soon as it has planned one page.
+    let firstPage!: () => void;
+    const planned = new Promise<void>((r) => (firstPage = r));
+    const first = await startLocalHost(stack.runtime, {
+      env: stack.env,
+      port: 0,
+      log: silentLogger,
+      maxConcurrentCalls: 16,
+      regionPollMs: 200,
+      onJob,
+      onSettled: (s) => {
+        if (s.function === 'backfill') firstPage();
+      },
+    });
+    // Only the new workers take messages from here on.
+    await stack.host.close();
+    await create('westeurope', first.url);
+    await planned;
+    await first.close();
+    const mid = (await record('westeurope'))!;
+    expect(mid.status).toBe('Syncing');
+    expect(mid.record!.sync!.planning.complete).toBe(false);
+
+    const second = await startLocalHost(stack.runtime, { env: stack.env, port: 0, log: silentLogger, maxConcurrentCalls: 16, regionPollMs: 200, onJob });
+    try {
+      const ready = await eventually(() => record('westeurope'), (r) => r?.status === 'Ready' || r?.status === 'Failed', { what: 'westeurope to become Ready', timeout: 280_000 });
+      expect(ready!.status, ready!.record!.error).toBe('Ready');
+      expect(ready!.record!.sync).toMatchObject({ total: { tags: TAGS, jobs: TAGS }, done: { jobs: TAGS }, failures: [] });
+      const home = await tagsIn('home');
+      expect(Object.fromEntries(await tagsIn('westeurope'))).toEqual(Object.fromEntries(home));
+      // Each tag copied and committed by exactly one job.
+      expect(copied.size).toBe(TAGS);
+      expect([...copied.values()].every((n) => n === 1)).toBe(true);
+    } finally {
+      await second.close();
+    }
+  }, 300_000);
+});
