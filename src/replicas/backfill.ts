@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ServiceBusMessage, ServiceBusSender } from '@azure/service-bus';
 import { z } from 'zod';
-import { BackfillPage, backfillPageMessage, MessageSchemaError, parseMessage, replicationJobMessage, sendInBatches, type ReplicationPlan } from '../bus/messages';
+import { BackfillPage, backfillPageMessage, parseOrDeadLetter, replicationJobMessage, sendInBatches, type ReplicationPlan } from '../bus/messages';
 import { deadLetterCause, type DeadLetter } from '../bus/settlement';
 import type { Logger } from '../common/log';
 import { forEachLimit } from '../common/pool';
@@ -68,13 +68,8 @@ export async function startBackfill(replica: Replica, deps: Pick<BackfillDeps, '
 }
 
 export async function handleBackfillPage(body: unknown, deps: BackfillDeps): Promise<BackfillOutcome> {
-  let page: BackfillPage;
-  try {
-    page = parseMessage(BackfillPage, body, 'back-fill page');
-  } catch (e) {
-    if (e instanceof MessageSchemaError) return { outcome: 'dead-letter', reason: 'InvalidMessage', description: e.message };
-    throw e;
-  }
+  const { message: page, deadLetter } = parseOrDeadLetter(BackfillPage, body, 'back-fill page', 'MalformedMessage');
+  if (deadLetter) return deadLetter;
   const { region, operationId } = page;
   const skip = (why: string): BackfillOutcome => {
     deps.log.info(`replica ${region}: backfill ${operationId} page ${page.page} skipped: ${why}`);
@@ -129,11 +124,8 @@ export async function handleBackfillPage(body: unknown, deps: BackfillDeps): Pro
  */
 export async function handleBackfillDeadLetter(body: unknown, letter: DeadLetter, deps: Pick<BackfillDeps, 'registry' | 'state' | 'backfillSender' | 'log'>): Promise<{ outcome: 'completed' }> {
   const cause = await deadLetterCause(deps.state, BACKFILL_LANE, letter);
-  let page: BackfillPage;
-  try {
-    page = parseMessage(BackfillPage, body, 'back-fill page');
-  } catch (e) {
-    if (!(e instanceof MessageSchemaError)) throw e;
+  const { message: page } = parseOrDeadLetter(BackfillPage, body, 'back-fill page', 'MalformedMessage');
+  if (!page) {
     deps.log.warn(`back-fill dead letter ${letter.messageId ?? ''} names no run (${cause.reason}: ${cause.description}); nothing to record`);
     return { outcome: 'completed' };
   }

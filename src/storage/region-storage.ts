@@ -358,7 +358,7 @@ export class RegionStorage {
    * last). A page resumes where the token says, so a caller can stop and carry on later.
    */
   async listTagsPage(options: { cursor?: string; maxBlobs: number; concurrency?: number }): Promise<{ tags: Array<{ repository: string; tag: string; digest: string }>; cursor?: string }> {
-    const prefix = this.layout.repositoriesPrefix();
+    const prefix = this.layout.prefix({ kind: 'repositories' });
     let page;
     try {
       page = (await this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: options.maxBlobs, continuationToken: options.cursor }).next()).value;
@@ -371,7 +371,7 @@ export class RegionStorage {
       if (parsed) found.push({ ...parsed, path: item.name });
     }
     await forEachLimit(found, options.concurrency ?? 8, async (f) => {
-      f.digest = await this.readLink(f.path);
+      f.digest = await this.readLinkAt(f.path);
     });
     const tags = found.filter((f) => f.digest).map((f) => ({ repository: f.repository, tag: f.tag, digest: f.digest! }));
     return { tags, cursor: page?.continuationToken || undefined };
