@@ -6,7 +6,6 @@ import { parseGenerateSpec } from '../src/cli/target';
 import { silentLogger } from '../src/common/log';
 import { forEachLimit } from '../src/common/pool';
 import { startStack } from '../src/local/stack';
-import type { BackfillOutcome } from '../src/replicas/backfill';
 import { writeImage } from '../src/registry/writer';
 import { StorageRequests } from './measure';
 
@@ -51,19 +50,13 @@ export interface BackfillBenchResult {
 
 export async function backfillBench(options: BackfillBenchOptions, command: string): Promise<BackfillBenchResult> {
   const { layers, layerSize } = parseGenerateSpec(options.image);
-  let lastPageAt: number | undefined;
   const stack = await startStack({
     replicas: [],
     spareAccounts: ['newregion'],
     httpPort: 0,
     log: silentLogger,
     settings: { GEOREG_COPY_CONCURRENCY: String(options.copyConcurrency), GEOREG_BACKFILL_PAGE_SIZE: String(options.pageSize), GEOREG_RECONCILE_SCHEDULE: '0 0 0 1 1 *' },
-    host: {
-      maxConcurrentCalls: options.maxConcurrentCalls,
-      onSettled: (s) => {
-        if (s.function === 'backfill' && (s.outcome as BackfillOutcome).outcome === 'completed' && (s.outcome as { last?: boolean }).last) lastPageAt = performance.now();
-      },
-    },
+    host: { maxConcurrentCalls: options.maxConcurrentCalls },
   });
   const azuriteHost = new URL(/BlobEndpoint=([^;]+)/.exec(stack.storageConnectionString('newregion'))![1]).host;
   try {
@@ -79,6 +72,7 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       });
     }
     const setupSeconds = (performance.now() - setupStarted) / 1000;
+    console.error(`bench:backfill: ${options.tags} tags written in ${setupSeconds.toFixed(0)} s; creating the replica`);
     (globalThis as { gc?: () => void }).gc?.();
     const atStart = process.memoryUsage();
     const peak = { rss: atStart.rss, heapUsed: atStart.heapUsed };
@@ -99,10 +93,18 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
     if (res.status !== 201) throw new Error(`create answered ${res.status}: ${await res.text()}`);
     const answered = performance.now();
     let record;
+    let plannedAt: number | undefined;
+    let reported = started;
     for (;;) {
       polls += 1;
       record = await stack.runtime.registry.record('newregion');
+      if (record?.sync?.planning.complete && plannedAt === undefined) plannedAt = performance.now();
       if (record?.status === 'Ready' || record?.status === 'Failed') break;
+      if (performance.now() - reported > 30_000) {
+        reported = performance.now();
+        const s = record?.sync;
+        console.error(`  ${((reported - started) / 1000).toFixed(0)} s: ${record?.status}, ${s?.planning.pages ?? 0} page(s) planned${s?.planning.complete ? ' (all)' : ''}, ${s?.done.jobs ?? 0}/${s?.total.jobs ?? 0} jobs`);
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
     const ready = performance.now();
@@ -121,7 +123,7 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       status: record.status,
       pages: run.planning.pages,
       createCallSeconds: +((answered - started) / 1000).toFixed(2),
-      planningSeconds: +(((lastPageAt ?? ready) - started) / 1000).toFixed(1),
+      planningSeconds: +(((plannedAt ?? ready) - started) / 1000).toFixed(1),
       readySeconds: +seconds.toFixed(1),
       tagsPerSecond: +(run.total.tags / seconds).toFixed(1),
       requestsPerTag: { registry: +(counted.registry / run.total.tags).toFixed(2), state: +(state / run.total.tags).toFixed(2), total: +((counted.registry + state) / run.total.tags).toFixed(2) },
