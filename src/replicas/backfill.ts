@@ -134,7 +134,18 @@ export async function handleBackfillDeadLetter(body: unknown, letter: DeadLetter
     await deps.backfillSender.sendMessages(backfillPageMessage({ version: 1, region: page.region, operationId: page.operationId, page: page.page + 1, cursor: listing.cursor, seqBase: page.seqBase + listing.tags.length }));
   }
   const failure = { jobId: `backfill-page-${page.page}`, image: `back-fill page ${page.page}`, reason: cause.reason, description: `its tags were not planned: ${cause.description}; run \`georeg replication resync --region ${page.region}\`` };
-  await updateRun(page, deps, (run) => (hasBit(run.planning.counted, page.page) ? run : countPage({ ...run, failures: [...run.failures, failure] }, page, [], !listing?.cursor)));
+  await updateRun(page, deps, (run) => {
+    if (!hasBit(run.planning.counted, page.page)) return countPage({ ...run, failures: [...run.failures, failure] }, page, [], !listing?.cursor);
+    if (hasBit(run.planning.sent, page.page) || !listing) return run;
+    // Counted, its jobs perhaps not all sent: those not finished end as failures, or the run would wait for them for ever.
+    const next = { ...run, done: { ...run.done }, failures: [...run.failures, failure].slice(-FAILURES_LISTED) };
+    for (let seq = page.seqBase; seq < page.seqBase + listing.tags.length; seq++) {
+      if (hasBit(next.finished, seq)) continue;
+      next.finished = setBit(next.finished, seq);
+      next.done.jobs += 1;
+    }
+    return next;
+  });
   deps.log.warn(`replica ${page.region}: backfill ${page.operationId} page ${page.page} dead-lettered: ${cause.reason}: ${cause.description}`);
   return { outcome: 'completed' };
 }

@@ -64,6 +64,20 @@ async function tagsIn(region: string): Promise<Map<string, string>> {
 }
 
 describe('back-fill as queued work', () => {
+  it('a page message that does not parse is dead-lettered with its reason', async () => {
+    await stack.runtime.backfillSender.sendMessages({ body: { version: 1, region: 'eastus', page: -1 }, messageId: 'backfill:bad', contentType: 'application/json' });
+    const refused = await eventually(
+      async () => settled.find((s) => s.function === 'backfill' && s.message?.messageId === 'backfill:bad'),
+      (s) => s !== undefined,
+      { what: 'the malformed page to be settled' },
+    );
+    expect(refused!.outcome).toMatchObject({ outcome: 'dead-letter', reason: 'MalformedMessage' });
+    expect((refused!.outcome as { description: string }).description).toMatch(/back-fill page does not match its schema: .*operationId/);
+    // The dead-letter trigger takes it, and records nothing (it names no run).
+    await eventually(async () => settled.find((s) => s.function === 'backfillDeadLetters' && s.message?.messageId === 'backfill:bad'), (s) => s !== undefined, { what: 'the dead letter to be handled' });
+  });
+
+
   it('create answers before planning; pages are each planned once; the replica reaches Ready with every tag', async () => {
     const created = await create('eastus');
     // Answered at once: the run is on the record, no page planned yet.
