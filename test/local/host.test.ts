@@ -94,6 +94,8 @@ describe('the local host serves what functions/ registers', () => {
     }
     const entities = running.flatMap((x) => (x.kind === 'serviceBus' ? [`${x.function} ${x.entity}`] : [])).sort();
     expect(entities).toEqual([
+      'backfill backfill-pages',
+      'backfillDeadLetters backfill-pages/$DeadLetterQueue',
       'deliver webhook-deliveries',
       'deliverDeadLetters webhook-deliveries/$DeadLetterQueue',
       'replicate replication/Subscriptions/eastus',
