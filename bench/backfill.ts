@@ -82,7 +82,7 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       peak.heapUsed = Math.max(peak.heapUsed, m.heapUsed);
     }, 100);
 
-    const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer);
+    const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer, stack.runtime.home.accountName);
     let polls = 0;
     const started = performance.now();
     const res = await fetch(`${stack.host.url}/api/replications`, {
