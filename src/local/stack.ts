@@ -27,7 +27,20 @@ export interface StackOptions {
   /** Extra settings (environment-variable form) over the stack's own. */
   settings?: Record<string, string>;
   host?: Omit<LocalHostOptions, 'log' | 'port'>;
+  /**
+   * Where the regions' storage accounts come from (every region and spare account is asked for at
+   * once). Default: an Azurite of the stack's own, one account per region, ended with the stack.
+   */
+  accounts?: (names: string[]) => Promise<StackAccounts>;
 }
+
+/** Storage accounts for a stack: one per name asked for, given back on close. */
+export interface StackAccounts {
+  connectionString(name: string): string;
+  close(): Promise<void>;
+}
+
+const ownAzurite = (names: string[]): Promise<StackAccounts> => startAzurite({ accounts: names });
 
 export interface Stack {
   settings: Settings;
@@ -46,7 +59,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const home = options.home ?? DEFAULT_HOME;
   const replicas = options.replicas ?? DEFAULT_REPLICAS;
   const regions = [home, ...replicas];
-  const azurite = await startAzurite({ accounts: [...regions, ...(options.spareAccounts ?? [])] });
+  const azurite = await (options.accounts ?? ownAzurite)([...regions, ...(options.spareAccounts ?? [])]);
   const topology = replicationTopology(loadTopologyFile(defaultTopologyPath), replicas);
   let bus: Awaited<ReturnType<typeof startServiceBusEmulator>> | undefined;
   let runtime: Runtime | undefined;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replicationJobMessage, type ReplicationJob } from '../../src/bus/messages';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { deleteEnvelope } from '../../src/notifications/sender';
 import { deleteManifest, deleteTag, writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { readImage } from '../../src/replication/plan';

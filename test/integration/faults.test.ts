@@ -4,7 +4,7 @@ import { replicationJobMessage, type PushJob } from '../../src/bus/messages';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
 import { startLocalHost, type LocalHost, type SettledInvocation } from '../../src/local/host';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { StatusStore } from '../../src/replication/status';
 import { DeadLetterLog } from '../support/dead-letters';
 import { eventually } from '../support/eventually';

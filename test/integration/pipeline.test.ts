@@ -2,7 +2,7 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
 import { deleteTag, writeImage, type ImageToWrite } from '../../src/registry/writer';
 import type { JobOutcome } from '../../src/replication/replicate';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { deleteTag } from '../../src/registry/writer';
 import { ReconcileReport } from '../../src/replication/reconcile';
 import { statePaths } from '../../src/storage/paths';

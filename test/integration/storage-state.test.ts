@@ -1,16 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startAzurite, type Azurite } from '../../src/local/azurite';
 import { StateConflictError, StateNotFoundError, StateSchemaError, StateStore } from '../../src/storage/state-store';
+import type { StackAccounts } from '../../src/local/stack';
+import { storageAccounts } from '../support/stack';
 
 const Counter = z.object({ count: z.number().int(), by: z.array(z.string()) });
 type Counter = z.infer<typeof Counter>;
 
-let azurite: Azurite;
+let azurite: StackAccounts;
 let state: StateStore;
 
 beforeAll(async () => {
-  azurite = await startAzurite({ accounts: ['westus'] });
+  azurite = await storageAccounts(['westus']);
   state = StateStore.forAccount({ connectionString: azurite.connectionString('westus') });
   await state.ensureContainer();
 });

@@ -8,7 +8,7 @@ import type { Logger } from '../../src/common/log';
 import { createAdministrationClient } from '../../src/bus/admin';
 import { startLocalHost, type SettledInvocation } from '../../src/local/host';
 import { functionRegistrations, unregister, type Registration } from '../../src/local/registrations';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { runtime } from '../../src/runtime';
 import { runCli } from '../support/cli';
 import { pushImage, settled } from '../support/pipeline';

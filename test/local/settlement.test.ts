@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Verdict } from '../../src/bus/settlement';
 import { silentLogger } from '../../src/common/log';
 import type { SettledInvocation } from '../../src/local/host';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { StatusStore } from '../../src/replication/status';
 import { statePaths } from '../../src/storage/paths';
 import { DeadLetterLog } from '../support/dead-letters';

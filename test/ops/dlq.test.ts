@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { runCli } from '../support/cli';
 import type { DeadLetterQueueView } from '../../src/ops/dlq-api';
 import type { ReplicaView } from '../../src/replicas/admin-api';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { createAdministrationClient } from '../../src/bus/admin';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import type { ReplicaView } from '../../src/replicas/admin-api';
 import { deleteTag, writeImage } from '../../src/registry/writer';
 import type { RegionStorage } from '../../src/storage/region-storage';

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import type { RegionStorage } from '../../src/storage/region-storage';
 import { rawContainer } from '../support/raw-storage';
 import { pushImage, settled } from '../support/pipeline';

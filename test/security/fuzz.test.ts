@@ -5,7 +5,6 @@ import { generated } from '../support/images';
 import type { HttpOutput } from '../../src/common/http';
 import { silentLogger } from '../../src/common/log';
 import { loadSettings } from '../../src/config/settings';
-import { startAzurite, type Azurite } from '../../src/local/azurite';
 import { defaultTopologyPath, replicationTopology } from '../../src/local/stack';
 import { deleteEnvelope, EVENTS_MEDIA_TYPE } from '../../src/notifications/sender';
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
@@ -14,6 +13,8 @@ import { handlePushNotification } from '../../src/replication/push';
 import { createRuntime, pushDeps, replicaAdminDeps, webhookAdminDeps, type Runtime } from '../../src/runtime';
 import { handleWebhookAdmin, type WebhookAdminRequest } from '../../src/webhooks/admin-api';
 import { envelopeFor } from '../support/pipeline';
+import type { StackAccounts } from '../../src/local/stack';
+import { storageAccounts } from '../support/stack';
 
 /**
  * Generated inputs — valid, truncated, wrong types, huge strings, prototype keys — to the push
@@ -29,13 +30,13 @@ const SEED = Number(process.env.FUZZ_SEED ?? randomInt(2 ** 31));
 const PUSH_CASES = Number(process.env.FUZZ_CASES ?? 750);
 const ADMIN_CASES = Number(process.env.FUZZ_CASES ?? 400);
 
-let azurite: Azurite;
+let azurite: StackAccounts;
 let emulator: ServiceBusEmulator;
 let runtime: Runtime;
 const images: ImageToWrite[] = [];
 
 beforeAll(async () => {
-  azurite = await startAzurite({ accounts: ['westus', 'eastus'] });
+  azurite = await storageAccounts(['westus', 'eastus']);
   emulator = await startServiceBusEmulator({ port: 0, host: '127.0.0.1', topology: replicationTopology(loadTopologyFile(defaultTopologyPath), ['eastus']) });
   runtime = await createRuntime(
     loadSettings({

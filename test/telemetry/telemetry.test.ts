@@ -2,7 +2,7 @@ import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trac
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { startTelemetry } from '../../src/telemetry/setup';
 import { pushImage, settled } from '../support/pipeline';
 import { startSubscriber, type Subscriber } from '../webhooks/subscriber';

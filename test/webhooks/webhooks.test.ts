@@ -2,7 +2,7 @@ import { ServiceBusClient, type ServiceBusReceivedMessage } from '@azure/service
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generated } from '../support/images';
 import { silentLogger } from '../../src/common/log';
-import { startStack, type Stack } from '../../src/local/stack';
+import { startStack, type Stack } from '../support/stack';
 import { deleteEnvelope } from '../../src/notifications/sender';
 import { deleteManifest, deleteTag } from '../../src/registry/writer';
 import type { ImageToWrite } from '../../src/registry/writer';
