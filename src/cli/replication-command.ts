@@ -125,7 +125,7 @@ async function follow(flags: CommonFlags, name: string, first: ReplicaView): Pro
       }
     }
     if (view.status === 'Ready' || view.status === 'Failed' || view.status === 'Deleted') break;
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 250));
     view = (await adminCall(flags, 'GET', `/replications/${encodeURIComponent(name)}`)).replication as ReplicaView;
   }
   multibar?.stop();

@@ -94,7 +94,7 @@ async function waitFinished(pushIds: readonly string[], timeout = 60_000) {
         }
         return pending;
       },
-      { timeout, interval: 250 },
+      { timeout, interval: 100 },
     )
     .toEqual([]);
 }

@@ -40,7 +40,7 @@ describe('reconcile (anti-entropy timer)', () => {
     expect(pushed.stdout).toContain('no notification sent');
     const digest = generated('lost/push', 'v1', { generate: { layers: 2, layerSize: 1024 }, seed: 'lost-push' }).manifests[0].digest;
     expect(await stack.runtime.home.readLink({ kind: 'tagCurrent', repository: 'lost/push', tag: 'v1' })).toBe(digest);
-    for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/push', 'v1'), { timeout: 30_000, interval: 250 }).toBe(digest);
+    for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/push', 'v1'), { timeout: 30_000, interval: 100 }).toBe(digest);
     const report = await lastReport(REPLICAS[0]);
     expect(report?.requests.listPages).toBeGreaterThanOrEqual(2);
   });
@@ -49,7 +49,7 @@ describe('reconcile (anti-entropy timer)', () => {
     const image = generated('lost/delete', 'old', { generate: { layers: 1, layerSize: 512 }, seed: 'lost-delete' });
     await settled(stack, (await pushImage(stack, image)).pushId, REPLICAS);
     await deleteTag(stack.runtime.home, 'lost/delete', 'old');
-    for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/delete', 'old'), { timeout: 30_000, interval: 250 }).toBeUndefined();
+    for (const region of REPLICAS) await expect.poll(() => tagIn(region, 'lost/delete', 'old'), { timeout: 30_000, interval: 100 }).toBeUndefined();
     // Links only: the blobs stay for garbage collection.
     for (const region of REPLICAS) expect((await stack.runtime.regions.get(region)!.blobProperties(image.blobs[0].digest))?.size).toBe(image.blobs[0].size);
   });
@@ -59,7 +59,7 @@ describe('reconcile (anti-entropy timer)', () => {
     for (const region of REPLICAS) await expect.poll(async () => (await lastReport(region))?.drift, { timeout: 30_000 }).toEqual({ missing: 0, stale: 0, deleted: 0 });
     const since = Date.now();
     for (const region of REPLICAS) {
-      await expect.poll(async () => Date.parse((await lastReport(region))?.startedAt ?? '0'), { timeout: 30_000, interval: 250 }).toBeGreaterThan(since);
+      await expect.poll(async () => Date.parse((await lastReport(region))?.startedAt ?? '0'), { timeout: 30_000, interval: 100 }).toBeGreaterThan(since);
       const report = (await lastReport(region))!;
       expect(report.sent).toEqual([]);
       expect(report.drift).toEqual({ missing: 0, stale: 0, deleted: 0 });

@@ -21,6 +21,6 @@ export async function eventually<T>(read: () => Promise<T>, done: (value: T) => 
       const seen = !last ? 'nothing' : 'value' in last ? JSON.stringify(last.value) : String(last.error);
       throw new Error(`${options.what}: timed out; last seen ${seen}`);
     }
-    await sleep(options.interval ?? 100);
+    await sleep(options.interval ?? 50);
   }
 }
