@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startAzurite, type Azurite } from '../../src/local/azurite';
+import type { StackAccounts } from '../../src/local/stack';
 import { StateStore } from '../../src/storage/state-store';
 import type { WebhookDefinition } from '../../src/webhooks/definition';
 import { WebhookStore } from '../../src/webhooks/store';
+import { storageAccounts } from '../support/stack';
 
-let azurite: Azurite;
+let azurite: StackAccounts;
 let state: StateStore;
 
 beforeAll(async () => {
-  azurite = await startAzurite({ accounts: ['westus'] });
+  azurite = await storageAccounts(['westus']);
   state = StateStore.forAccount({ connectionString: azurite.connectionString('westus') });
   await state.ensureContainer();
 });
