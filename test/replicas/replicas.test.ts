@@ -10,7 +10,7 @@ import type { RegionStorage } from '../../src/storage/region-storage';
 import { rawContainer } from '../support/raw-storage';
 import { runCli } from '../support/cli';
 import { eventually } from '../support/eventually';
-import { pushImage, settled } from '../support/pipeline';
+import { drained, pushImage, settled } from '../support/pipeline';
 
 /**
  * Replica management end to end: the admin API and the CLI against the local stack (Azurite, the
@@ -88,11 +88,16 @@ async function replica(name: string): Promise<ReplicaView> {
   return v;
 }
 
-/** Pushes and waits until every region the push has a job for is finished. */
+/**
+ * Pushes and waits until every region the push has a job for is finished and the broker holds none
+ * of its jobs (a job records its status before the host completes its message, and a replica's
+ * pendingJobs counts a locked message).
+ */
 async function pushSettled(image: Parameters<typeof pushImage>[1]): Promise<string[]> {
   const p = await pushImage(stack, image);
   const regions = p.jobs.map((j) => j.region).sort();
   for (const r of await settled(stack, p.pushId, regions)) expect(r.state).toBe('complete');
+  await drained(stack, regions);
   return regions;
 }
 
