@@ -1,19 +1,16 @@
-import type { ServiceBusAdministrationClient, ServiceBusClient, ServiceBusSender } from '@azure/service-bus';
+import type { ServiceBusAdministrationClient, ServiceBusClient } from '@azure/service-bus';
 import { z } from 'zod';
 import { deleteRegionSubscription, ensureRegionSubscription, regionQueue, type RegionQueue } from '../bus/subscriptions';
 import { UnsafeTargetError } from '../common/address-safety';
 import { adminDenied, json, notAllowed, parseJsonBody, type AdminRequest, type HttpOutput } from '../common/http';
-import type { Logger } from '../common/log';
-import type { Settings } from '../config/settings';
 import { codeOf, RegionStorageError, statusOf } from '../storage/clients';
 import { checkStorageEndpoint, storageEndpoint, StorageEndpointError } from '../storage/endpoint';
 import { isRepositoryName, isTag, statePaths } from '../storage/paths';
-import type { RegionStorage } from '../storage/region-storage';
-import { StateUnavailableError, type StateStore } from '../storage/state-store';
+import { StateUnavailableError } from '../storage/state-store';
 import { CreateReplicaInput, maskStorage, parseStorage, ReplicaInputError, UpdateReplicaInput, type ReplicaRecord, type ReplicaStorage, type SyncRun } from './definition';
 import { LastSynced } from './progress';
-import type { Replica, ReplicaRegistry } from './registry';
-import { startBackfill } from './backfill';
+import type { Replica } from './registry';
+import { startBackfill, type BackfillDeps } from './backfill';
 import { startSync } from './sync';
 
 /**
@@ -33,17 +30,10 @@ import { startSync } from './sync';
 
 export type ReplicaAdminRequest = AdminRequest;
 
-export interface ReplicaAdminDeps {
-  settings: Settings;
-  registry: ReplicaRegistry;
-  home: RegionStorage;
-  state: StateStore;
-  replicationSender: ServiceBusSender;
-  /** The back-fill queue: create queues a back-fill's first page (replicas/backfill.ts plans the rest). */
-  backfillSender: ServiceBusSender;
+/** BackfillDeps' backfillSender: create queues a back-fill's first page (replicas/backfill.ts plans the rest). */
+export interface ReplicaAdminDeps extends BackfillDeps {
   bus: ServiceBusClient;
   busAdmin: () => ServiceBusAdministrationClient;
-  log: Logger;
   /** Told after a region starts or stops receiving jobs (the local host starts or stops its receiver). */
   onRegionsChanged?: () => Promise<void>;
 }
