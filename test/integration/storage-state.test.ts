@@ -1,23 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { StateConflictError, StateNotFoundError, StateSchemaError, StateStore } from '../../src/storage/state-store';
-import type { StackAccounts } from '../../src/local/stack';
-import { storageAccounts } from '../support/stack';
+import { lentStateStore } from '../support/stack';
 
 const Counter = z.object({ count: z.number().int(), by: z.array(z.string()) });
 type Counter = z.infer<typeof Counter>;
 
-let azurite: StackAccounts;
+const store = lentStateStore();
 let state: StateStore;
-
-beforeAll(async () => {
-  azurite = await storageAccounts(['westus']);
-  state = StateStore.forAccount({ connectionString: azurite.connectionString('westus') });
-  await state.ensureContainer();
-});
-
-afterAll(async () => {
-  await azurite?.close();
+beforeAll(() => {
+  state = store();
 });
 
 describe('StateStore', () => {

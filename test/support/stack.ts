@@ -1,4 +1,6 @@
 import { BlobServiceClient } from '@azure/storage-blob';
+import { afterAll, beforeAll } from 'vitest';
+import { StateStore } from '../../src/storage/state-store';
 import { startAzurite, type Azurite } from '../../src/local/azurite';
 import { startStack as startOwnStack, type Stack, type StackAccounts, type StackOptions } from '../../src/local/stack';
 
@@ -69,5 +71,26 @@ export async function storageAccounts(names: string[]): Promise<StackAccounts> {
         );
         p.free.push(...lent.values());
       })()),
+  };
+}
+
+/**
+ * A state store on a lent storage account for the file that calls it (registers its own
+ * beforeAll/afterAll); the returned function gives the store once the file's tests run.
+ */
+export function lentStateStore(): () => StateStore {
+  let accounts: StackAccounts | undefined;
+  let state: StateStore | undefined;
+  beforeAll(async () => {
+    accounts = await storageAccounts(['westus']);
+    state = StateStore.forAccount({ connectionString: accounts.connectionString('westus') });
+    await state.ensureContainer();
+  });
+  afterAll(async () => {
+    await accounts?.close();
+  });
+  return () => {
+    if (!state) throw new Error('lentStateStore(): the store exists only inside the tests of the file that asked for it');
+    return state;
   };
 }

@@ -1,21 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { StackAccounts } from '../../src/local/stack';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { StateStore } from '../../src/storage/state-store';
 import type { WebhookDefinition } from '../../src/webhooks/definition';
 import { WebhookStore } from '../../src/webhooks/store';
-import { storageAccounts } from '../support/stack';
+import { lentStateStore } from '../support/stack';
 
-let azurite: StackAccounts;
+const store = lentStateStore();
 let state: StateStore;
-
-beforeAll(async () => {
-  azurite = await storageAccounts(['westus']);
-  state = StateStore.forAccount({ connectionString: azurite.connectionString('westus') });
-  await state.ensureContainer();
-});
-
-afterAll(async () => {
-  await azurite?.close();
+beforeAll(() => {
+  state = store();
 });
 
 const definition = (name: string): WebhookDefinition => ({
