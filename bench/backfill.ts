@@ -43,6 +43,8 @@ export interface BackfillBenchResult {
   readySeconds: number;
   tagsPerSecond: number;
   requestsPerTag: { registry: number; state: number; total: number };
+  /** Requests per tag by `<where> <operation> <what>` (bench/measure.ts), the progress reads included. */
+  requestsPerTagByKind: Record<string, number>;
   peakMemoryMiB: { rss: number; heapUsed: number; rssAtStart: number; heapUsedAtStart: number };
   setupSeconds: number;
   machine: string;
@@ -127,6 +129,7 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       readySeconds: +seconds.toFixed(1),
       tagsPerSecond: +(run.total.tags / seconds).toFixed(1),
       requestsPerTag: { registry: +(counted.registry / run.total.tags).toFixed(2), state: +(state / run.total.tags).toFixed(2), total: +((counted.registry + state) / run.total.tags).toFixed(2) },
+      requestsPerTagByKind: Object.fromEntries(Object.entries(counted.byKind).map(([k, n]) => [k, +(n / run.total.tags).toFixed(2)])),
       peakMemoryMiB: { rss: mib(peak.rss), heapUsed: mib(peak.heapUsed), rssAtStart: mib(atStart.rss), heapUsedAtStart: mib(atStart.heapUsed) },
       setupSeconds: +setupSeconds.toFixed(1),
       machine: `${cpus().length} x ${cpus()[0]?.model.trim()}, node ${process.version}`,
@@ -153,6 +156,8 @@ export function printBackfill(r: BackfillBenchResult): void {
       'heap at start (MiB)': r.peakMemoryMiB.heapUsedAtStart,
     },
   ]);
+  console.log('storage requests per tag, by kind:');
+  console.table(r.requestsPerTagByKind);
 }
 
 /** `npm run bench` ends with a back-fill of 2,000 tags, added to its results file. */

@@ -93,7 +93,7 @@ export async function handleBackfillPage(body: unknown, deps: BackfillDeps): Pro
     listing.tags.map((t, i) => ({ ...t, i: page.seqBase + i })),
     PLAN_CONCURRENCY,
     async (t) => {
-      const p = await planTag(t, region, target, 'backfill', operationId, deps, { links: false });
+      const p = await planTag(t, region, target, 'backfill', operationId, deps, { askRegion: false });
       if (p.job) p.job.sync = { operationId, seq: t.i };
       planned[t.i - page.seqBase] = p;
     },
@@ -103,10 +103,12 @@ export async function handleBackfillPage(body: unknown, deps: BackfillDeps): Pro
   if (typeof counted === 'string') return skip(counted);
 
   // Sent: every planned job the run does not already count finished (on a redelivery, some are).
+  // Each with its push record; the job's status is created by its first attempt (as a pushed
+  // image's is), in one write, rather than here and then read and written again.
   const jobs = planned.flatMap((p) => (p.job && !hasBit(counted.finished, p.job.sync!.seq) ? [p] : []));
   const status = new StatusStore(deps.state);
   await forEachLimit(jobs, PLAN_CONCURRENCY, async (p) => {
-    await status.recordPush(p.record!, [p.status!], { latestForTag: false });
+    await status.recordPush(p.record!, [], { latestForTag: false });
   });
   const messages: ServiceBusMessage[] = [];
   for (const p of jobs) messages.push(replicationJobMessage(await claimCheckIfLarge(p.job!, deps)));
@@ -197,7 +199,9 @@ async function pageListing(page: BackfillPage, deps: Pick<BackfillDeps, 'home' |
 /** The run with one more page counted: its tags and jobs in the totals, its unreadable tags finished as failures. Pure. */
 export function countPage(run: SyncRun, page: BackfillPage, planned: PlannedTag[], last: boolean): SyncRun {
   const next: SyncRun = { ...run, total: { ...run.total }, done: { ...run.done }, failures: [...run.failures] };
-  // Images of a page share layers: the page moves each missing blob once, so it counts each digest once.
+  // The page did not ask the region (each job does): its blobs to move are every digest its images
+  // reference, each once (images of a page share layers). Exact for a new region's empty storage;
+  // where the region already holds some, `done.blobs` (what the jobs copied) ends below it.
   const missingBlobs = new Map<string, number>();
   planned.forEach((p, i) => {
     const seq = page.seqBase + i;

@@ -4,7 +4,7 @@ import { replicationJobMessage, sendInBatches, type DeleteJob, type PushJob, typ
 import type { Logger } from '../common/log';
 import { forEachLimit } from '../common/pool';
 import type { Settings } from '../config/settings';
-import { claimCheckIfLarge, planPushJob, pushRecordFor, readImage } from '../replication/plan';
+import { claimCheckIfLarge, planPushJob, pushJobFor, pushRecordFor, readImage } from '../replication/plan';
 import { newRegionStatus, StatusStore, type PushRecord, type RegionStatus } from '../replication/status';
 import type { LinkSpec } from '../storage/paths';
 import type { RegionStorage } from '../storage/region-storage';
@@ -132,7 +132,7 @@ export async function planTag(
   kind: SyncRun['kind'],
   operationId: string,
   deps: Pick<SyncDeps, 'home'>,
-  options: { links?: boolean } = {},
+  options: { askRegion?: boolean } = {},
 ): Promise<PlannedTag> {
   const base = { repository: t.repository, tag: t.tag };
   let image;
@@ -142,10 +142,18 @@ export async function planTag(
     return { ...base, missing: { blobs: 0, bytes: 0, links: 0 }, failure: { reason: 'HomeImageUnreadable', description: `${t.repository}:${t.tag} (${t.digest}) in the home region: ${(e as Error).message}` } };
   }
   const pushId = `${kind === 'backfill' ? 'bf' : 'rs'}-${operationId}-${t.i}`;
-  const { job, status, summary, plan } = await planPushJob({ image, storage: target, pushId, eventId: pushId, region, repository: t.repository, tag: t.tag, concurrency: 4 });
-  // A back-fill sends every tag's job whatever it finds; only a resync reports what was missing.
-  const links = options.links === false ? 0 : await missingLinks(plan, t, target);
-  const record = pushRecordFor({ pushId, eventId: pushId, repository: t.repository, tag: t.tag, image, regions: [summary] });
+  const input = { image, pushId, eventId: pushId, region, repository: t.repository, tag: t.tag };
+  // A back-fill sends every tag's job whatever the region holds, and each job asks the region just
+  // before it copies (the check that guards its tag): asking here too only doubles the HEADs. Only
+  // a resync, which reports what was missing and sends jobs for that alone, asks.
+  if (options.askRegion === false) {
+    const { job, status, summary } = pushJobFor(input, undefined);
+    const record = pushRecordFor({ ...input, regions: [summary] });
+    return { ...base, job, status, record, missing: { blobs: status.blobs.planned, bytes: status.bytes.planned, links: 0 } };
+  }
+  const { job, status, summary, plan } = await planPushJob({ ...input, storage: target, concurrency: 4 });
+  const links = await missingLinks(plan, t, target);
+  const record = pushRecordFor({ ...input, regions: [summary] });
   return { ...base, job, status, record, missing: { blobs: status.blobs.planned, bytes: status.bytes.planned, links } };
 }
 
