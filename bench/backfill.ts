@@ -46,8 +46,24 @@ export interface BackfillBenchResult {
   /** Requests per tag by `<where> <operation> <what>` (bench/measure.ts), the progress reads included. */
   requestsPerTagByKind: Record<string, number>;
   peakMemoryMiB: { rss: number; heapUsed: number; rssAtStart: number; heapUsedAtStart: number };
+  /** CPU seconds from create to Ready: this process (worker and Service Bus emulator) and its children (Azurite). */
+  cpuSeconds: { process: number; azurite: number };
   setupSeconds: number;
   machine: string;
+}
+
+/** CPU seconds (user + system) of this process's children so far, from /proc (0 where there is none). */
+function childrenCpuSeconds(): number {
+  try {
+    const children = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    const tick = 100; // USER_HZ on Linux
+    return children.reduce((sum, pid) => {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      return sum + (Number(fields[11]) + Number(fields[12])) / tick;
+    }, 0);
+  } catch {
+    return 0;
+  }
 }
 
 export async function backfillBench(options: BackfillBenchOptions, command: string): Promise<BackfillBenchResult> {
@@ -86,6 +102,7 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
 
     const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer, stack.runtime.home.accountName);
     let polls = 0;
+    const cpuAtStart = { process: process.cpuUsage(), azurite: childrenCpuSeconds() };
     const started = performance.now();
     const res = await fetch(`${stack.host.url}/api/replications`, {
       method: 'POST',
@@ -110,6 +127,8 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       await new Promise((r) => setTimeout(r, 500));
     }
     const ready = performance.now();
+    const cpu = process.cpuUsage(cpuAtStart.process);
+    const cpuSeconds = { process: +((cpu.user + cpu.system) / 1e6).toFixed(1), azurite: +(childrenCpuSeconds() - cpuAtStart.azurite).toFixed(1) };
     clearInterval(sampler);
     const counted = requests.take();
     requests.close();
@@ -131,6 +150,7 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       requestsPerTag: { registry: +(counted.registry / run.total.tags).toFixed(2), state: +(state / run.total.tags).toFixed(2), total: +((counted.registry + state) / run.total.tags).toFixed(2) },
       requestsPerTagByKind: Object.fromEntries(Object.entries(counted.byKind).map(([k, n]) => [k, +(n / run.total.tags).toFixed(2)])),
       peakMemoryMiB: { rss: mib(peak.rss), heapUsed: mib(peak.heapUsed), rssAtStart: mib(atStart.rss), heapUsedAtStart: mib(atStart.heapUsed) },
+      cpuSeconds,
       setupSeconds: +setupSeconds.toFixed(1),
       machine: `${cpus().length} x ${cpus()[0]?.model.trim()}, node ${process.version}`,
     };
@@ -154,6 +174,7 @@ export function printBackfill(r: BackfillBenchResult): void {
       'peak RSS (MiB)': r.peakMemoryMiB.rss,
       'peak heap (MiB)': r.peakMemoryMiB.heapUsed,
       'heap at start (MiB)': r.peakMemoryMiB.heapUsedAtStart,
+      'CPU s (process / Azurite)': `${r.cpuSeconds.process} / ${r.cpuSeconds.azurite}`,
     },
   ]);
   console.log('storage requests per tag, by kind:');
