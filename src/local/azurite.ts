@@ -64,8 +64,14 @@ export async function startAzurite(options: AzuriteOptions): Promise<Azurite> {
   // A small bootstrap: when the parent goes away without close() (its IPC channel closes: a killed
   // test worker), remove the temp dir and exit, so no orphaned Azurite holds memory; then run
   // Azurite's own entry point.
+  const lokijs = require.resolve('lokijs', { paths: [dirname(main)] });
   const bootstrap = [
     `process.on('disconnect', () => { try { require('node:fs').rmSync(${JSON.stringify(location)}, { recursive: true, force: true }); } finally { process.exit(0); } });`,
+    // Azurite looks a blob up as { accountName, containerName, name, ... }; LokiJS uses the index of
+    // the first field only (the account) and scans the rest, so every request costs time linear in
+    // the account's blobs (70 ms at 150,000: a 20,000-tag registry). Asked by name first, the same
+    // query is an index lookup. Same results (the fields are ANDed); only the order of the filters changes.
+    `{ const R = require(${JSON.stringify(lokijs)}).Resultset.prototype, find = R.find; R.find = function (q, firstOnly) { if (q && typeof q.name === 'string' && Object.keys(q)[0] !== 'name') q = { name: q.name, ...q }; return find.call(this, q, firstOnly); }; }`,
     `process.argv.splice(1, 0, ${JSON.stringify(main)});`,
     `require(${JSON.stringify(main)});`,
   ].join(' ');
