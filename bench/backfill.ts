@@ -1,11 +1,14 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import { generated } from '../src/registry/generate';
 import { parseGenerateSpec } from '../src/cli/target';
 import { silentLogger } from '../src/common/log';
 import { forEachLimit } from '../src/common/pool';
-import { startStack } from '../src/local/stack';
+import { startStack, type Stack } from '../src/local/stack';
 import { writeImage } from '../src/registry/writer';
 import { StorageRequests } from './measure';
 
@@ -13,17 +16,18 @@ import { StorageRequests } from './measure';
  * `npm run bench:backfill [-- --tags 20000]`: a region joining a registry that already holds N
  * tags. Writes a generated registry into home storage (as a registry does; 100 repositories, one
  * image per tag, every image sharing one base layer), creates the replica through the admin API and
- * follows the queued back-fill (src/replicas/backfill.ts) to Ready. Reports the create call's
- * time, planning time (create → last page planned), time to Ready, tags/s, storage requests per
- * tag (registry and state; the bench's own progress reads taken out) and the bench process's peak
- * memory while it back-fills: the process is the worker (the local host) plus the in-process
- * Service Bus emulator; Azurite runs in a child process. `npm run bench` runs it with 2,000 tags.
+ * follows the queued back-fill (src/replicas/backfill.ts) to Ready. The worker (the local host,
+ * every function) runs in a process of its own (bench/worker.ts), so its memory and CPU are its
+ * own; the bench's process holds the Service Bus emulator; Azurite is a third process. Reports the
+ * create call's time, planning time (create → last page planned), time to Ready, tags/s, the
+ * worker's storage requests per tag (registry and state, by kind), the worker's peak resident
+ * memory and each process's CPU time. `npm run bench` runs it with BENCH_BACKFILL_TAGS tags.
  * Measures and prints; asserts nothing.
  */
 
 export interface BackfillBenchOptions {
   tags: number;
-  /** `<layers>x<size>` of each image; the first layer is the base every image shares. */
+  /** `<layers>x<size>` of each image (2 layers at least); the first layer is the base every image shares. */
   image: string;
   copyConcurrency: number;
   /** Replication jobs (and pages) the local host runs at once. */
@@ -45,29 +49,73 @@ export interface BackfillBenchResult {
   requestsPerTag: { registry: number; state: number; total: number };
   /** Requests per tag by `<where> <operation> <what>` (bench/measure.ts), the progress reads included. */
   requestsPerTagByKind: Record<string, number>;
-  peakMemoryMiB: { rss: number; heapUsed: number; rssAtStart: number; heapUsedAtStart: number };
-  /** CPU seconds from create to Ready: this process (worker and Service Bus emulator) and its children (Azurite). */
-  cpuSeconds: { process: number; azurite: number };
+  /**
+   * Resident memory: the worker process's peak (VmHWM: the whole run, its start included), at the
+   * start of the back-fill and at Ready; the bench process's (the Service Bus emulator, which holds
+   * every queued job, and the bench).
+   */
+  memoryMiB: { workerPeakRss: number; workerRssAtStart: number; workerRssAtReady: number; benchPeakRss: number; benchRssAtStart: number };
+  /** CPU seconds from create to Ready: the worker, Azurite, and the bench process (the Service Bus emulator). */
+  cpuSeconds: { worker: number; azurite: number; emulator: number };
   setupSeconds: number;
   machine: string;
 }
 
-/** CPU seconds (user + system) of this process's children so far, from /proc (0 where there is none). */
-function childrenCpuSeconds(): number {
-  try {
-    const children = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-    const tick = 100; // USER_HZ on Linux
-    return children.reduce((sum, pid) => {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-      return sum + (Number(fields[11]) + Number(fields[12])) / tick;
-    }, 0);
-  } catch {
-    return 0;
-  }
+/** CPU seconds (user + system) of a process so far, from /proc. */
+function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ ticks
 }
+
+/** This process's children (Azurite, the worker). */
+function children(): number[] {
+  return readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+/** Peak and current resident memory of a process (VmHWM, VmRSS), MiB. */
+function residentMiB(pid: number): { peak: number; now: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { peak: +(kib('VmHWM') / 1024).toFixed(1), now: +(kib('VmRSS') / 1024).toFixed(1) };
+}
+
+/** The worker process (bench/worker.ts) against the stack's settings; resolves once it serves. */
+async function startWorker(stack: Stack, azuriteHost: string, maxCalls: number): Promise<{ child: ChildProcess; url: string; stop: () => Promise<StorageCounts> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'worker.ts')], {
+    env: { ...process.env, ...stack.env, BENCH_AZURITE_HOST: azuriteHost, BENCH_MAX_CALLS: String(maxCalls) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const line = (prefix: string) =>
+    new Promise<string>((resolve, reject) => {
+      const onLine = (l: string) => {
+        if (!l.startsWith(prefix)) return;
+        lines.off('line', onLine);
+        resolve(l.slice(prefix.length));
+      };
+      lines.on('line', onLine);
+      child.once('exit', (code) => reject(new Error(`the bench worker exited (${code}) before it printed "${prefix}"`)));
+    });
+  const url = await line('listening ');
+  return {
+    child,
+    url,
+    stop: async () => {
+      const counted = line('requests ');
+      child.kill('SIGTERM');
+      const out = JSON.parse(await counted) as StorageCounts;
+      await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
+      return out;
+    },
+  };
+}
+
+type StorageCounts = ReturnType<StorageRequests['take']>;
 
 export async function backfillBench(options: BackfillBenchOptions, command: string): Promise<BackfillBenchResult> {
   const { layers, layerSize } = parseGenerateSpec(options.image);
+  // With one layer every tag would be the same image (its config and manifest follow from the layers).
+  if (layers < 2) throw new Error(`--image ${options.image}: give at least 2 layers (the first is the base every image shares, the others make each tag its own image)`);
   const stack = await startStack({
     replicas: [],
     spareAccounts: ['newregion'],
@@ -81,30 +129,31 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
     // Written in chunks, nothing kept: the images must not sit in the memory measured below.
     const setupStarted = performance.now();
     const image = (i: number) => generated(`bench/app${i % 100}`, `v${i}`, { generate: { layers, layerSize }, seed: `img-${i}`, ...(i > 0 ? { seedBase: 'img-0', share: 1 } : {}) });
-    // The shared base layer first: two writers appending the same blob at once would collide.
-    await writeImage(stack.runtime.home, image(0));
+    // The shared base layer first: two writers appending the same blob at once would collide. Then
+    // the rest without asking home what it holds (the bench wrote it: only the base is there).
+    const first = image(0);
+    await writeImage(stack.runtime.home, first);
+    const present = new Map([[first.blobs[0].digest, first.blobs[0].size]]);
     for (let start = 1; start < options.tags; start += 1000) {
       const chunk = Array.from({ length: Math.min(1000, options.tags - start) }, (_, k) => start + k);
-      await forEachLimit(chunk, 8, async (i) => {
-        await writeImage(stack.runtime.home, image(i));
+      await forEachLimit(chunk, 32, async (i) => {
+        await writeImage(stack.runtime.home, image(i), 4, { present });
       });
     }
     const setupSeconds = (performance.now() - setupStarted) / 1000;
     console.error(`bench:backfill: ${options.tags} tags written in ${setupSeconds.toFixed(0)} s; creating the replica`);
-    (globalThis as { gc?: () => void }).gc?.();
-    const atStart = process.memoryUsage();
-    const peak = { rss: atStart.rss, heapUsed: atStart.heapUsed };
-    const sampler = setInterval(() => {
-      const m = process.memoryUsage();
-      peak.rss = Math.max(peak.rss, m.rss);
-      peak.heapUsed = Math.max(peak.heapUsed, m.heapUsed);
-    }, 100);
+    // The worker runs in a process of its own (bench/worker.ts); the stack's own host stops.
+    await stack.host.close();
+    const worker = await startWorker(stack, azuriteHost, options.maxConcurrentCalls);
+    const azurite = children().find((pid) => pid !== worker.child.pid)!;
+    const cpuAtStart = { worker: cpuSecondsOf(worker.child.pid!), azurite: cpuSecondsOf(azurite), bench: process.cpuUsage() };
+    const benchAtStart = process.memoryUsage().rss;
+    let benchPeak = benchAtStart;
+    const sampler = setInterval(() => (benchPeak = Math.max(benchPeak, process.memoryUsage().rss)), 500);
+    const workerAtStart = residentMiB(worker.child.pid!).now;
 
-    const requests = new StorageRequests(azuriteHost, stack.settings.stateContainer, stack.runtime.home.accountName);
-    let polls = 0;
-    const cpuAtStart = { process: process.cpuUsage(), azurite: childrenCpuSeconds() };
     const started = performance.now();
-    const res = await fetch(`${stack.host.url}/api/replications`, {
+    const res = await fetch(`${worker.url}/api/replications`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', ...stack.adminHeaders },
       body: JSON.stringify({ name: 'newregion', storage: stack.storageConnectionString('newregion') }),
@@ -115,7 +164,6 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
     let plannedAt: number | undefined;
     let reported = started;
     for (;;) {
-      polls += 1;
       record = await stack.runtime.registry.record('newregion');
       if (record?.sync?.planning.complete && plannedAt === undefined) plannedAt = performance.now();
       if (record?.status === 'Ready' || record?.status === 'Failed') break;
@@ -127,16 +175,19 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       await new Promise((r) => setTimeout(r, 500));
     }
     const ready = performance.now();
-    const cpu = process.cpuUsage(cpuAtStart.process);
-    const cpuSeconds = { process: +((cpu.user + cpu.system) / 1e6).toFixed(1), azurite: +(childrenCpuSeconds() - cpuAtStart.azurite).toFixed(1) };
     clearInterval(sampler);
-    const counted = requests.take();
-    requests.close();
+    const workerMemory = residentMiB(worker.child.pid!);
+    const benchCpu = process.cpuUsage(cpuAtStart.bench);
+    const cpuSeconds = {
+      worker: +(cpuSecondsOf(worker.child.pid!) - cpuAtStart.worker).toFixed(1),
+      azurite: +(cpuSecondsOf(azurite) - cpuAtStart.azurite).toFixed(1),
+      emulator: +((benchCpu.user + benchCpu.system) / 1e6).toFixed(1),
+    };
+    // Every storage request the worker made since it started (a few at its start, then the back-fill).
+    const counted = await worker.stop();
     const run = record.sync!;
     const seconds = (ready - started) / 1000;
     const mib = (n: number) => +(n / 1048576).toFixed(1);
-    // The create call's own state requests stay in; the progress reads above (one each) come out.
-    const state = counted.state - polls;
     return {
       command,
       tags: run.total.tags,
@@ -147,9 +198,9 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       planningSeconds: +(((plannedAt ?? ready) - started) / 1000).toFixed(1),
       readySeconds: +seconds.toFixed(1),
       tagsPerSecond: +(run.total.tags / seconds).toFixed(1),
-      requestsPerTag: { registry: +(counted.registry / run.total.tags).toFixed(2), state: +(state / run.total.tags).toFixed(2), total: +((counted.registry + state) / run.total.tags).toFixed(2) },
+      requestsPerTag: { registry: +(counted.registry / run.total.tags).toFixed(2), state: +(counted.state / run.total.tags).toFixed(2), total: +((counted.registry + counted.state) / run.total.tags).toFixed(2) },
       requestsPerTagByKind: Object.fromEntries(Object.entries(counted.byKind).map(([k, n]) => [k, +(n / run.total.tags).toFixed(2)])),
-      peakMemoryMiB: { rss: mib(peak.rss), heapUsed: mib(peak.heapUsed), rssAtStart: mib(atStart.rss), heapUsedAtStart: mib(atStart.heapUsed) },
+      memoryMiB: { workerPeakRss: workerMemory.peak, workerRssAtStart: workerAtStart, workerRssAtReady: workerMemory.now, benchPeakRss: mib(benchPeak), benchRssAtStart: mib(benchAtStart) },
       cpuSeconds,
       setupSeconds: +setupSeconds.toFixed(1),
       machine: `${cpus().length} x ${cpus()[0]?.model.trim()}, node ${process.version}`,
@@ -171,20 +222,23 @@ export function printBackfill(r: BackfillBenchResult): void {
       'requests/tag': r.requestsPerTag.total,
       'registry/tag': r.requestsPerTag.registry,
       'state/tag': r.requestsPerTag.state,
-      'peak RSS (MiB)': r.peakMemoryMiB.rss,
-      'peak heap (MiB)': r.peakMemoryMiB.heapUsed,
-      'heap at start (MiB)': r.peakMemoryMiB.heapUsedAtStart,
-      'CPU s (process / Azurite)': `${r.cpuSeconds.process} / ${r.cpuSeconds.azurite}`,
+      'worker peak RSS (MiB)': r.memoryMiB.workerPeakRss,
+      'worker RSS start / Ready': `${r.memoryMiB.workerRssAtStart} / ${r.memoryMiB.workerRssAtReady}`,
+      'emulator+bench peak RSS': r.memoryMiB.benchPeakRss,
+      'CPU s worker / Azurite / emulator': `${r.cpuSeconds.worker} / ${r.cpuSeconds.azurite} / ${r.cpuSeconds.emulator}`,
     },
   ]);
   console.log('storage requests per tag, by kind:');
   console.table(r.requestsPerTagByKind);
 }
 
-/** `npm run bench` ends with a back-fill of 2,000 tags, added to its results file. */
+/** What `npm run bench` back-fills: about a minute on this machine (the 20,000-tag run is `npm run bench:backfill -- --tags 20000`). */
+export const BENCH_BACKFILL_TAGS = 500;
+
+/** `npm run bench` ends with a back-fill of BENCH_BACKFILL_TAGS tags, added to its results file. */
 export async function backfillIntoResults(resultsFile: string): Promise<void> {
-  console.log('bench: backfill (2,000 tags)');
-  const result = await backfillBench({ tags: 2000, image: '1x1KiB', copyConcurrency: 8, maxConcurrentCalls: 16, pageSize: 1000 }, 'npm run bench (backfill)');
+  console.log(`bench: backfill (${BENCH_BACKFILL_TAGS} tags)`);
+  const result = await backfillBench({ tags: BENCH_BACKFILL_TAGS, image: '2x1KiB', copyConcurrency: 8, maxConcurrentCalls: 16, pageSize: 1000 }, 'npm run bench (backfill)');
   printBackfill(result);
   const report = JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>;
   writeFileSync(resultsFile, `${JSON.stringify({ ...report, backfill: result }, null, 2)}\n`);
@@ -193,7 +247,7 @@ export async function backfillIntoResults(resultsFile: string): Promise<void> {
 if (require.main === module) {
   const program = new Command('bench:backfill')
     .option('--tags <n>', 'tags already in the registry (each its own image)', '2000')
-    .option('--image <layers>x<size>', 'each image; the first layer is a base layer every image shares', '1x1KiB')
+    .option('--image <layers>x<size>', 'each image (2 layers at least); the first layer is a base layer every image shares', '2x1KiB')
     .option('--copy-concurrency <n>', 'GEOREG_COPY_CONCURRENCY', '8')
     .option('--max-calls <n>', 'messages the local host handles at once per entity', '16')
     .option('--page-size <n>', 'GEOREG_BACKFILL_PAGE_SIZE: blobs listed per back-fill page', '1000')

@@ -31,9 +31,13 @@ export interface WriteResult {
   bytesWritten: number;
 }
 
-export async function writeImage(storage: RegionStorage, image: ImageToWrite, concurrency = 4): Promise<WriteResult> {
+/**
+ * `present`: what the caller knows the storage holds (digest → size), when it wrote the storage
+ * itself (a generated registry): then the storage is not asked, and every other blob is written.
+ */
+export async function writeImage(storage: RegionStorage, image: ImageToWrite, concurrency = 4, options: { present?: ReadonlyMap<string, number | undefined> } = {}): Promise<WriteResult> {
   const result: WriteResult = { written: 0, skipped: 0, bytesWritten: 0 };
-  const present = await storage.hasBlobs([...image.blobs, ...image.manifests].map((b) => b.digest), concurrency);
+  const present = options.present ?? (await storage.hasBlobs([...image.blobs, ...image.manifests].map((b) => b.digest), concurrency));
   const put = async (b: ImageBlob, append: boolean) => {
     if (present.get(b.digest) === b.size) {
       result.skipped += 1; // a registry mounts a blob it already holds
