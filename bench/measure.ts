@@ -21,6 +21,9 @@ import { regionStorageFrom, type RegionStorage } from '../src/storage/region-sto
  *             planning, no commit — the floor the pipeline can approach
  *   naive     every blob of the image downloaded from home and uploaded to each region, no diff:
  *             what `skopeo sync` per region does
+ *   links     only the image's link files written to each region (layer, revision, tag index, tag
+ *             current), as a registry needs them to serve it: raw + links is what a complete copy
+ *             a registry can serve costs at the least (informational; the targets are against raw)
  *
  * raw and naive write into fresh containers of the same replica accounts (same Azurite), so they
  * move exactly the bytes the pipeline had to move, against the same storage.
@@ -272,6 +275,34 @@ export async function rawCopy(
     }),
   );
   return { ms: performance.now() - started, bytes };
+}
+
+/**
+ * The link files of one image in each region, in the pipeline's commit order (layers, revisions
+ * children first, tag index, tag current): the layer and revision links of the blobs the region
+ * lacked (a blob it had is linked already, as the incremental push's shared layers are), and the tag.
+ */
+export async function linkWrites(targets: Map<string, RegionStorage>, image: ImageToWrite, missing: Map<string, DescriptorRef[]>): Promise<{ ms: number; links: number }> {
+  const started = performance.now();
+  const { repository, tag } = image;
+  const root = image.manifests[image.manifests.length - 1];
+  let links = 0;
+  await Promise.all(
+    [...targets].map(async ([region, target]) => {
+      const lacked = new Set((missing.get(region) ?? []).map((d) => d.digest));
+      const write = async (link: Parameters<RegionStorage['writeLink']>[0], digest: string) => {
+        await target.writeLink(link, digest);
+        links += 1;
+      };
+      await Promise.all(image.blobs.filter((b) => lacked.has(b.digest)).map(({ digest }) => write({ kind: 'layer', repository, digest }, digest)));
+      for (const m of image.manifests.filter((m) => lacked.has(m.digest))) await write({ kind: 'revision', repository, digest: m.digest }, m.digest);
+      if (tag) {
+        await write({ kind: 'tagIndex', repository, tag, digest: root.digest }, root.digest);
+        await write({ kind: 'tagCurrent', repository, tag }, root.digest);
+      }
+    }),
+  );
+  return { ms: performance.now() - started, links };
 }
 
 /** The naive replicator for one image: every blob downloaded from home and uploaded, per region, no diff. */

@@ -21,6 +21,7 @@ import {
   dropTargets,
   freshTargets,
   listMissing,
+  linkWrites,
   naiveCopy,
   outcomeOf,
   percentile,
@@ -60,6 +61,7 @@ const program = new Command('bench')
   .option('--copy-concurrency <n>', 'GEOREG_COPY_CONCURRENCY: parallel copies per job, and per region in the raw and naive loops', '8')
   .option('--no-verify', 'GEOREG_VERIFY_DIGESTS=false: skip re-hashing copies (pipeline, raw and naive alike)')
   .addOption(new Option('--only <names>', 'comma-separated scenarios').default('large,incremental,many-small,index'))
+  .option('--naive <names>', 'scenarios that also run the naive replicator (informational: "all" for every one; many-small\'s takes minutes)', 'large,incremental,index')
   .option('--out <file>', 'results file', join(__dirname, 'results.json'))
   .option('--repeat <n>', 'repetitions of the single-image scenarios (the table shows the median)', '3')
   .option('--timeout <seconds>', 'per push', '300')
@@ -78,6 +80,7 @@ type Flags = {
   copyConcurrency: string;
   verify: boolean;
   only: string;
+  naive: string;
   out: string;
   repeat: string;
   timeout: string;
@@ -93,6 +96,8 @@ interface Scenario {
   /** Pushes in flight at once (the raw and naive loops use the same window). */
   window: number;
   reps: number;
+  /** Whether the naive replicator runs too (informational). */
+  naive: boolean;
   /** Pushed through the pipeline first, unmeasured, unless `after` ran (the base an incremental push builds on). */
   setup?: { after: string; images: (rep: number) => ImageToWrite[] };
 }
@@ -113,7 +118,7 @@ async function main(): Promise<void> {
   const reps = int(flags.repeat, '--repeat');
   const largeImage = (rep: number) => generated('bench/large', `1-${rep}`, { generate: large, seed: `bench-large-${rep}` });
 
-  const scenarios: Scenario[] = [
+  const scenarios: Array<Omit<Scenario, 'naive'> & { naive?: boolean }> = [
     { name: 'large', what: `1 image, ${flags.large}`, window: 1, reps, images: (rep) => [largeImage(rep)] },
     {
       name: 'incremental',
@@ -138,6 +143,8 @@ async function main(): Promise<void> {
       images: (rep) => [generated('bench/index', `1-${rep}`, { generate: indexSpec, platforms: flags.platforms, seed: `bench-index-${rep}` })],
     },
   ];
+  const naiveFor = flags.naive.split(',').map((s) => s.trim());
+  for (const s of scenarios) s.naive = naiveFor.includes('all') || naiveFor.includes(s.name);
   const wanted = flags.only.split(',').map((s) => s.trim());
   for (const w of wanted) if (!scenarios.some((s) => s.name === w)) throw new Error(`--only: no scenario "${w}" (there are ${scenarios.map((s) => s.name).join(', ')})`);
 
@@ -155,8 +162,8 @@ async function main(): Promise<void> {
     const ctx: Ctx = { stack, tracker, requests, replicas, concurrency, verify: flags.verify, timeoutMs, done: new Set() };
     // Unmeasured: the first push opens AMQP links, learns which copy primitive works, warms the JIT.
     console.log('bench: warm-up push');
-    await runScenario(ctx, { name: 'warmup', what: 'warm-up', window: 1, reps: 1, images: () => [generated('bench/warmup', '1', { generate: { layers: 2, layerSize: 64 * 1024 }, seed: 'bench-warmup' })] });
-    for (const s of scenarios.filter((s) => wanted.includes(s.name))) {
+    await runScenario(ctx, { name: 'warmup', what: 'warm-up', window: 1, reps: 1, naive: true, images: () => [generated('bench/warmup', '1', { generate: { layers: 2, layerSize: 64 * 1024 }, seed: 'bench-warmup' })] });
+    for (const s of scenarios.filter((s): s is Scenario => wanted.includes(s.name))) {
       console.log(`bench: ${s.name} (${s.what}${s.reps > 1 ? `, ${s.reps} repetitions` : ''})`);
       results.push(await runScenario(ctx, s));
       ctx.done.add(s.name);
@@ -243,11 +250,16 @@ interface Phase {
 interface Run {
   pipeline: Timing & Phase & { settledP95Ms: number; phasesP50Ms: { plan: number; queue: number; job: number } };
   raw: Timing & Phase & { method: CopyMethod };
-  naive: Timing & Phase;
+  /** Absent when the scenario skips the naive replicator (see --naive). */
+  naive?: Timing & Phase;
+  /** The link files alone (see linkWrites): raw + links is a complete copy a registry can serve. */
+  links: Phase & { totalMs: number; links: number };
   pipelineOverRaw: number;
-  naiveOverPipeline: number;
+  /** pipeline / (raw + links), time: informational. */
+  pipelineOverRawAndLinks: number;
+  naiveOverPipeline?: number;
   /** Storage requests (registry and state) per image per replica region, and the pipeline's by kind. */
-  requestsPerPushPerRegion: { pipeline: number; raw: number; naive: number; pipelineByKind: RequestBreakdown };
+  requestsPerPushPerRegion: { pipeline: number; raw: number; rawAndLinks: number; naive?: number; pipelineByKind: RequestBreakdown };
   regions: RegionFigures[];
   methods: Record<string, number>;
   serviceBus: { messages: number; deliveries: number; webhookDeliveries: number };
@@ -264,7 +276,8 @@ interface ScenarioResult {
   /** The median repetition by pipeline / raw; every repetition is in `runs`. */
   median: Run;
   pipelineOverRaw: number;
-  naiveOverPipeline: number;
+  pipelineOverRawAndLinks: number;
+  naiveOverPipeline?: number;
   mismatches: string[];
   runs: Run[];
 }
@@ -293,7 +306,8 @@ async function runScenario(ctx: Ctx, scenario: Scenario): Promise<ScenarioResult
     concurrencyPerRegion: ctx.concurrency,
     median,
     pipelineOverRaw: round(percentile(runs.map((r) => r.pipelineOverRaw), 50), 2),
-    naiveOverPipeline: round(percentile(runs.map((r) => r.naiveOverPipeline), 50), 2),
+    pipelineOverRawAndLinks: round(percentile(runs.map((r) => r.pipelineOverRawAndLinks), 50), 2),
+    ...(scenario.naive ? { naiveOverPipeline: round(percentile(runs.map((r) => r.naiveOverPipeline!), 50), 2) } : {}),
     mismatches: runs.flatMap((r, i) => r.mismatches.map((m) => `repetition ${i + 1}: ${m}`)),
     runs,
   };
@@ -355,8 +369,9 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
   const naiveTimes: number[] = new Array(images.length);
   const naiveBytes = new Map<string, number>();
   let naiveTotal = 0;
-  let naivePhase!: Phase;
+  let naivePhase: Phase | undefined;
   const naive = async () => {
+    if (!scenario.naive) return;
     const targets = await freshTargets(stack, replicas, `bench-naive-${scenario.name}`);
     naivePhase = await measured(async () => {
       const started = performance.now();
@@ -370,8 +385,24 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
     await dropTargets(targets);
   };
 
-  // The order rotates with the repetition, so going first (or last) favours none of the three.
-  const order = [pipeline, raw, naive];
+  // links: the link files the raw loop leaves out, alone, in the same window
+  let linksPhase!: Phase;
+  let linksTotal = 0;
+  let linkCount = 0;
+  const links = async () => {
+    const targets = await freshTargets(stack, replicas, `bench-links-${scenario.name}`);
+    linksPhase = await measured(async () => {
+      const started = performance.now();
+      await forEachLimit([...images.keys()], scenario.window, async (i) => {
+        linkCount += (await linkWrites(targets, images[i], missingFor(i))).links;
+      });
+      linksTotal = performance.now() - started;
+    });
+    await dropTargets(targets);
+  };
+
+  // The order rotates with the repetition, so going first (or last) favours none of them.
+  const order = [pipeline, raw, naive, links];
   for (let k = 0; k < order.length; k++) await order[(k + rep) % order.length]();
 
   const pushes: PushOutcome[] = [];
@@ -399,10 +430,11 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
       phasesP50Ms: phaseMedians(pushes),
     },
     raw: { ...timing(rawTotal, rawTimes), ...rawPhase, method },
-    naive: { ...timing(naiveTotal, naiveTimes), ...naivePhase },
+    ...(naivePhase ? { naive: { ...timing(naiveTotal, naiveTimes), ...naivePhase }, naiveOverPipeline: round(naiveTotal / pipelineTotal, 2) } : {}),
+    links: { ...linksPhase, totalMs: Math.round(linksTotal), links: linkCount },
     pipelineOverRaw: round(pipelineTotal / rawTotal, 2),
-    naiveOverPipeline: round(naiveTotal / pipelineTotal, 2),
-    requestsPerPushPerRegion: perPushPerRegion({ pipeline: pipelinePhase, raw: rawPhase, naive: naivePhase }, images.length * replicas.length),
+    pipelineOverRawAndLinks: round(pipelineTotal / (rawTotal + linksTotal), 2),
+    requestsPerPushPerRegion: perPushPerRegion({ pipeline: pipelinePhase, raw: rawPhase, links: linksPhase, naive: naivePhase }, images.length * replicas.length),
     regions,
     methods,
     serviceBus: tracker.counts(pushes.map((p) => p.pushId)),
@@ -411,10 +443,14 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
 }
 
 /** Storage requests per (image, region): the pipeline's whole cost of one push to one region, and by kind. */
-function perPushPerRegion(phases: { pipeline: Phase; raw: Phase; naive: Phase }, jobs: number): Run['requestsPerPushPerRegion'] {
-  const per = (p: Phase) => round((p.storageRequests.registry + p.storageRequests.state) / jobs, 1);
+function perPushPerRegion(phases: { pipeline: Phase; raw: Phase; links: Phase; naive?: Phase }, jobs: number): Run['requestsPerPushPerRegion'] {
+  const per = (...p: Phase[]) => round(p.reduce((n, x) => n + requestsOf(x), 0) / jobs, 1);
   const byKind = Object.fromEntries(Object.entries(phases.pipeline.storageRequests.byKind).map(([k, n]) => [k, round(n / jobs, 2)]));
-  return { pipeline: per(phases.pipeline), raw: per(phases.raw), naive: per(phases.naive), pipelineByKind: byKind };
+  return { pipeline: per(phases.pipeline), raw: per(phases.raw), rawAndLinks: per(phases.raw, phases.links), ...(phases.naive ? { naive: per(phases.naive) } : {}), pipelineByKind: byKind };
+}
+
+function requestsOf(p: Phase): number {
+  return p.storageRequests.registry + p.storageRequests.state;
 }
 
 function figures(region: string, missing: DescriptorRef[][], statuses: RegionStatus[], rawBytes: number, naiveBytes: number): RegionFigures {
@@ -469,10 +505,10 @@ function timing(totalMs: number, perImage: number[]): Timing {
 
 function targets(results: ScenarioResult[]) {
   const out: Array<{ scenario: string; target: string; actual: string; met: boolean }> = [];
-  const reqs = (p: Phase) => p.storageRequests.registry + p.storageRequests.state;
+  const reqs = requestsOf;
   for (const r of results) out.push({ scenario: r.name, target: 'pipeline / raw ≤ 1.15', actual: `${r.pipelineOverRaw}×`, met: r.pipelineOverRaw <= 1.15 });
   const inc = results.find((r) => r.name === 'incremental');
-  if (inc) out.push({ scenario: 'incremental', target: 'naive / pipeline ≥ 3', actual: `${inc.naiveOverPipeline}×`, met: inc.naiveOverPipeline >= 3 });
+  if (inc?.naiveOverPipeline !== undefined) out.push({ scenario: 'incremental', target: 'naive / pipeline ≥ 3', actual: `${inc.naiveOverPipeline}×`, met: inc.naiveOverPipeline >= 3 });
   const small = results.find((r) => r.name === 'many-small');
   if (small) {
     const ratio = round(reqs(small.median.pipeline) / reqs(small.median.raw), 2);
@@ -486,25 +522,29 @@ function rows(results: ScenarioResult[]): Array<Record<string, string | number>>
   return results.map((r) => {
     const m = r.median;
     const same = <T>(values: T[]) => (values.every((v) => v === values[0]) ? String(values[0]) : values.join('/'));
-    const reqs = (p: Phase) => p.storageRequests.registry + p.storageRequests.state;
+    const reqs = requestsOf;
+    const naive = <T>(value: (n: Timing & Phase) => T) => (m.naive ? String(value(m.naive)) : '-');
+    const perPush = m.requestsPerPushPerRegion;
     return {
       scenario: r.name,
       what: r.what,
       'push→ready': r.images > 1 ? `p50 ${m.pipeline.p50Ms} / p95 ${m.pipeline.p95Ms} ms` : `${m.pipeline.totalMs} ms`,
       'pipeline total': `${m.pipeline.totalMs} ms`,
       raw: r.images > 1 ? `${m.raw.totalMs} ms (p95 ${m.raw.p95Ms})` : `${m.raw.totalMs} ms`,
-      naive: `${m.naive.totalMs} ms`,
+      naive: naive((n) => `${n.totalMs} ms`),
+      'raw + links': `${m.raw.totalMs + m.links.totalMs} ms`,
       'pipeline/raw': `${r.pipelineOverRaw}×`,
-      'naive/pipeline': `${r.naiveOverPipeline}×`,
+      'pipeline/(raw + links)': `${r.pipelineOverRawAndLinks}×`,
+      'naive/pipeline': r.naiveOverPipeline !== undefined ? `${r.naiveOverPipeline}×` : '-',
       'missing MiB/region': same(m.regions.map((x) => mib(x.missingBytes))),
       'copied MiB/region': same(m.regions.map((x) => mib(x.copiedBytes))),
       'copied = missing': r.mismatches.length === 0 ? 'yes' : 'NO',
       'blobs copied/region': same(m.regions.map((x) => x.copiedBlobs)),
       'skipped/region': same(m.regions.map((x) => x.skippedBlobs)),
       'SB messages': m.serviceBus.messages + m.serviceBus.webhookDeliveries,
-      'storage requests pipeline/raw/naive': `${reqs(m.pipeline)}/${reqs(m.raw)}/${reqs(m.naive)}`,
-      'requests/push/region pipeline/raw': `${m.requestsPerPushPerRegion.pipeline}/${m.requestsPerPushPerRegion.raw}`,
-      'Azurite CPU s pipeline/raw/naive': `${m.pipeline.cpuSeconds.azurite}/${m.raw.cpuSeconds.azurite}/${m.naive.cpuSeconds.azurite}`,
+      'storage requests pipeline/raw/raw + links/naive': `${reqs(m.pipeline)}/${reqs(m.raw)}/${reqs(m.raw) + reqs(m.links)}/${naive(reqs)}`,
+      'requests/push/region pipeline/raw/raw + links': `${perPush.pipeline}/${perPush.raw}/${perPush.rawAndLinks}`,
+      'Azurite CPU s pipeline/raw/naive': `${m.pipeline.cpuSeconds.azurite}/${m.raw.cpuSeconds.azurite}/${naive((n) => n.cpuSeconds.azurite)}`,
       method: Object.keys(m.methods).join(',') || '-',
     };
   });

@@ -26,6 +26,10 @@ import { inSpan } from '../telemetry/trace';
  * copies are read back and hashed; a stream copy is hashed as it passes and is committed only if it
  * matches. A bad copy is deleted before the error is thrown. Transient HTTP failures are retried by
  * the SDK's retry policy (see storage/clients.ts), not here.
+ *
+ * `ifAbsent` makes the copy conditional on the target having no blob there (If-None-Match: *): the
+ * storage's "already exists" answer is then the proof the blob is there, checked by size with one
+ * HEAD, so a job need not ask about a blob it expects to be missing before copying it.
  */
 
 export type CopyMethod = 'put-blob-from-url' | 'put-block-from-url' | 'copy-blob' | 'stream';
@@ -39,6 +43,12 @@ export interface CopyBlobRequest {
   signal?: AbortSignal;
   /** Only these methods, in this order (benchmarks, tests); default: the strongest first. */
   methods?: CopyMethod[];
+  /**
+   * Copy only where the target has no blob: one there already is checked by size (after any Copy
+   * Blob still running into it) instead of copied over, and the result says `existed`. One of the
+   * wrong size is copied over.
+   */
+  ifAbsent?: boolean;
 }
 
 export interface CopyResult {
@@ -49,6 +59,8 @@ export interface CopyResult {
   blobType: BlobType;
   /** Methods tried first and found unsupported for this pair of accounts. */
   fellBackFrom: CopyMethod[];
+  /** With `ifAbsent`: the target already held the blob (of the right size), so nothing was copied. */
+  existed: boolean;
 }
 
 /** Put Blob From URL takes sources up to 5,000 MiB; above that, Put Block From URL. */
@@ -92,6 +104,9 @@ export class CopyFailedError extends RegionStorageError {
 
 class UnsupportedPrimitive extends Error {}
 
+/** The conditional write of an `ifAbsent` copy found a blob at the target. */
+class TargetExists extends Error {}
+
 // (source container url → target container url) → method → unsupported until (ms since epoch)
 const unsupported = new Map<string, Map<CopyMethod, number>>();
 
@@ -132,12 +147,22 @@ async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
   const key = `${source.url} -> ${target.url}`;
   const candidates = request.methods ?? (expectedSize <= PUT_BLOB_FROM_URL_MAX_BYTES ? ['put-blob-from-url', 'copy-blob', 'stream'] : ['put-block-from-url', 'copy-blob', 'stream']);
   const fellBackFrom: CopyMethod[] = [];
-  for (const method of candidates) {
+  let ifAbsent = request.ifAbsent ?? false;
+  for (let i = 0; i < candidates.length; i++) {
+    const method = candidates[i];
     if (method !== 'stream' && !request.methods && isUnsupported(key, method)) continue;
     signal?.throwIfAborted();
     try {
-      await run(method, request, sourceProps);
+      await run(method, { ...request, ifAbsent }, sourceProps);
     } catch (e) {
+      if (e instanceof TargetExists) {
+        const there = await existingTarget(request);
+        if (there) return { method, bytes: there.size, durationMs: Math.round(performance.now() - started), blobType: there.blobType, fellBackFrom, existed: true };
+        // A partial or failed copy is there: copy over it with the same method.
+        ifAbsent = false;
+        i -= 1;
+        continue;
+      }
       if (!(e instanceof UnsupportedPrimitive)) throw e;
       // A source deleted since the HEAD above also reads as CannotVerifyCopySource: not a capability.
       if (!(await source.blobProperties(digest))) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
@@ -146,7 +171,7 @@ async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
       continue;
     }
     const properties = await verifyTarget(method, request);
-    return { method, bytes: properties.size, durationMs: Math.round(performance.now() - started), blobType: properties.blobType, fellBackFrom };
+    return { method, bytes: properties.size, durationMs: Math.round(performance.now() - started), blobType: properties.blobType, fellBackFrom, existed: false };
   }
   throw new RegionStorageError(`no copy method worked for ${digest} from ${source.region} to ${target.region} (tried ${fellBackFrom.join(', ') || 'none'}; allowed ${candidates.join(', ')})`);
 }
@@ -193,6 +218,28 @@ function markUnsupported(key: string, method: CopyMethod): void {
 }
 
 /** The storage does not offer the primitive, or cannot read the source through the SAS from where it is. */
+/** The answer to a conditional write (If-None-Match: *) where a blob is: 409 BlobAlreadyExists (412 from some services). */
+function alreadyExists(e: unknown): boolean {
+  return codeOf(e) === 'BlobAlreadyExists' || codeOf(e) === 'ConditionNotMet' || statusOf(e) === 412;
+}
+
+/**
+ * The blob an `ifAbsent` copy found at the target, once any Copy Blob into it has finished: its
+ * properties when its size is the expected one and no copy into it failed, else undefined (copy
+ * over it).
+ */
+async function existingTarget(request: CopyBlobRequest): Promise<BlobProperties | undefined> {
+  const { target, digest, expectedSize, signal } = request;
+  const deadline = Date.now() + COPY_BLOB_TIMEOUT_MS;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 5_000)) {
+    const props = await target.blobProperties(digest);
+    if (!props) return undefined;
+    if (props.copyStatus !== 'pending') return props.size === expectedSize && (props.copyStatus ?? 'success') === 'success' ? props : undefined;
+    if (Date.now() > deadline) throw new CopyFailedError(`a Copy Blob into ${digest} in ${target.region} has been pending for over ${COPY_BLOB_TIMEOUT_MS / 60000} min; the job will be retried`);
+    await sleep(delay, signal);
+  }
+}
+
 function primitiveUnsupported(e: unknown): boolean {
   const code = codeOf(e);
   return statusOf(e) === 501 || code === 'NotImplemented' || code === 'APINotImplemented' || code === 'FeatureNotSupported' || code === 'CannotVerifyCopySource';
@@ -204,6 +251,7 @@ async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: Bl
     try {
       await fn();
     } catch (e) {
+      if (e instanceof TargetExists || (request.ifAbsent && alreadyExists(e))) throw new TargetExists(method);
       if (primitiveUnsupported(e)) throw new UnsupportedPrimitive(method);
       if (e instanceof RegionStorageError || e instanceof DigestMismatchError || e instanceof SourceBlobMissingError) throw e;
       if ((e as Error)?.name === 'AbortError') throw e;
@@ -214,7 +262,7 @@ async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: Bl
     case 'put-blob-from-url':
       return attempt('Put Blob From URL', async () => {
         const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
-        await target.copyAccess(digest).putFromUrl(url, request.signal);
+        await target.copyAccess(digest).putFromUrl(url, request.signal, { ifAbsent: request.ifAbsent });
       });
     case 'put-block-from-url':
       return attempt('Put Block From URL', () => putBlocksFromUrl(request, sourceProps));
@@ -235,7 +283,7 @@ async function putBlocksFromUrl(request: CopyBlobRequest, sourceProps: BlobPrope
     ranges.push({ id: blockId(nonce, i), offset, count: Math.min(URL_BLOCK_BYTES, sourceProps.size - offset) });
   }
   await forEachLimit(ranges, URL_BLOCK_PARALLEL, (r) => blob.stageBlockFromUrl(r.id, url, r.offset, r.count, signal));
-  await blob.commitBlocks(ranges.map((r) => r.id), sourceProps.contentType, signal);
+  await blob.commitBlocks(ranges.map((r) => r.id), sourceProps.contentType, signal, { ifAbsent: request.ifAbsent });
 }
 
 async function copyBlobAsync(request: CopyBlobRequest): Promise<void> {
@@ -247,7 +295,7 @@ async function copyBlobAsync(request: CopyBlobRequest): Promise<void> {
   let description: string | undefined;
   try {
     // The polling is ours (back-off, and it handles "aborted").
-    const started = await blob.startCopyFromUrl(url, signal);
+    const started = await blob.startCopyFromUrl(url, signal, { ifAbsent: request.ifAbsent });
     copyId = started.copyId;
     status = started.completed ? 'success' : 'pending';
   } catch (e) {
@@ -294,6 +342,10 @@ async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties)
   // Blocks cannot be staged onto an append blob (409 InvalidBlobType): a stale or partial one from
   // an earlier attempt goes first. Every method overwrites the target; this one just does it early.
   const existing = await target.blobProperties(digest);
+  if (existing && request.ifAbsent) {
+    (body as { destroy?: () => void } | undefined)?.destroy?.();
+    throw new TargetExists('stream');
+  }
   if (existing && existing.blobType !== 'BlockBlob') await target.deleteBlob(digest);
   const digester = new Digester(parseDigest(digest).algorithm);
   const nonce = randomBytes(6).toString('hex');
@@ -346,7 +398,7 @@ async function streamCopy(request: CopyBlobRequest, sourceProps: BlobProperties)
       throw new DigestMismatchError(digest, actual, `${source.region} (read while stream-copying to ${target.region}; nothing was written there). The home region's blob is corrupt: push the image again`);
     }
   }
-  await blob.commitBlocks(ids, sourceProps.contentType ?? 'application/octet-stream', signal);
+  await blob.commitBlocks(ids, sourceProps.contentType ?? 'application/octet-stream', signal, { ifAbsent: request.ifAbsent });
 }
 
 /**

@@ -139,6 +139,31 @@ export function planTotals(plan: ReplicationPlan): { total: { blobs: number; byt
 const copies = new Map<string, { copying: Promise<unknown>; finishedAt?: number }>();
 const RECENT_COPY_MS = 60_000;
 
+/**
+ * What this worker found in (or wrote to) a region lately, by the region's container: a hint of
+ * which requests a job can spare, never a substitute for asking. Bounded; the oldest go first.
+ */
+class SeenInRegion {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(url: string, what: string): boolean {
+    return this.seen.has(`${url}\n${what}`);
+  }
+  add(url: string, what: string): void {
+    const key = `${url}\n${what}`;
+    this.seen.delete(key);
+    this.seen.add(key);
+    if (this.seen.size > this.max) this.seen.delete(this.seen.values().next().value as string);
+  }
+  forget(url: string, what: string): void {
+    this.seen.delete(`${url}\n${what}`);
+  }
+}
+/** Blobs: one seen is asked about with a HEAD; any other is copied `ifAbsent` (its check and copy in one request). */
+const blobsSeen = new SeenInRegion(200_000);
+/** Tags (`repository:tag`): one never seen is created `If-None-Match: *` without reading the region's link first (see commitTag). */
+const tagsSeen = new SeenInRegion(100_000);
+
 /** A job's progress (blobs and bytes copied so far) is written to its status only once it has copied this long: a small job writes its status twice, at the start and at the end. */
 const PROGRESS_AFTER_MS = 3000;
 const PROGRESS_EVERY_MS = 5000;
@@ -147,17 +172,24 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   const plan = await loadPlan(job, deps);
   const all = planDescriptors(plan);
   // The plan may be stale both ways (another push copied a shared layer since; a blob the region
-  // had was deleted there since): ask the region again about every blob, so a tag never lands
-  // over a missing one.
+  // had was deleted there since), so the region is asked again about every blob before the tag:
+  // a blob this worker saw there lately with one HEAD; any other is copied only if absent
+  // (`ifAbsent`), which proves it there either way without a HEAD first (most are new).
   const lookedAt = Date.now();
-  const inventory = await target.hasBlobs(all.map((d) => d.digest), deps.settings.copyConcurrency);
-  const toCopy = all.filter((d) => inventory.get(d.digest) !== d.size);
+  const expected = all.filter((d) => blobsSeen.has(target.url, d.digest));
+  const inventory = await target.hasBlobs(expected.map((d) => d.digest), deps.settings.copyConcurrency);
+  for (const d of expected) {
+    if (inventory.get(d.digest) === d.size) blobsSeen.add(target.url, d.digest);
+    else blobsSeen.forget(target.url, d.digest);
+  }
+  const toCopy = all.filter((d) => !expected.includes(d) || inventory.get(d.digest) !== d.size);
   // Layers and configs before manifests: a manifest blob never lands before what it references.
   const manifestDigests = new Set(plan.manifests.map((m) => m.digest));
   const blobsFirst = toCopy.filter((d) => !manifestDigests.has(d.digest));
   const manifestsAfter = plan.manifests.filter((m) => toCopy.some((d) => d.digest === m.digest));
 
-  // A plan that did not ask the region (a notification's): what it lacked is what this check found.
+  // A plan that did not ask the region (a notification's): what it lacked is what this check found
+  // (less what the conditional copies found there: see `existed`).
   const lacked = { blobs: toCopy.length, bytes: toCopy.reduce((n, d) => n + d.size, 0) };
   const planned = plan.unchecked ? { blobs: { planned: lacked.blobs }, bytes: { planned: lacked.bytes } } : { blobs: {}, bytes: {} };
   const progress = { copied: 0, bytes: 0, methods: {} as Record<string, number> };
@@ -168,6 +200,7 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
     await jobStatus.update((s) => ({ ...s, blobs: { ...s.blobs, ...planned.blobs, copied: progress.copied }, bytes: { ...s.bytes, ...planned.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
   };
   const joined = { blobs: 0, bytes: 0 };
+  const existed = new Set<string>();
   const copyOne = async (d: DescriptorRef) => {
     const key = `${target.url}\n${d.digest}`;
     const other = copies.get(key);
@@ -180,7 +213,7 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
       return;
     }
     const entry: { copying: Promise<Awaited<ReturnType<typeof copyBlob>>>; finishedAt?: number } = {
-      copying: copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests }),
+      copying: copyBlob({ source: deps.home, target, digest: d.digest, expectedSize: d.size, verifyDigest: deps.settings.verifyDigests, ifAbsent: true }),
     };
     copies.set(key, entry);
     let result;
@@ -192,6 +225,11 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
       copies.delete(key);
       throw e;
     }
+    blobsSeen.add(target.url, d.digest);
+    if (result.existed) {
+      existed.add(d.digest);
+      return;
+    }
     progress.copied += 1;
     progress.bytes += result.bytes;
     progress.methods[result.method] = (progress.methods[result.method] ?? 0) + 1;
@@ -201,12 +239,15 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   // Child manifests before their index: the order is the guarantee.
   await manifestsInOrder(manifestsAfter, deps.settings.copyConcurrency, copyOne);
 
-  const linked = await linkedLayers(job.repository, plan, toCopy, target);
+  const copied = toCopy.filter((d) => !existed.has(d.digest));
+  lacked.blobs = copied.length;
+  lacked.bytes = copied.reduce((n, d) => n + d.size, 0);
+  const linked = await linkedLayers(job.repository, plan, copied, target);
   const tag = await inSpan('georeg.commit', { 'georeg.region': job.region, 'georeg.repository': job.repository }, () => commitLinks(job, plan, target, deps.home, linked));
 
   const completedAt = new Date();
-  const skipped = all.length - toCopy.length + joined.blobs;
-  const skippedBytes = all.filter((d) => !toCopy.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
+  const skipped = all.length - copied.length + joined.blobs;
+  const skippedBytes = all.filter((d) => !copied.includes(d)).reduce((s, d) => s + d.size, 0) + joined.bytes;
   const supersededBy = tag.committed ? undefined : { digest: tag.homeDigest, pushId: job.tag ? await supersedingPush(job.repository, job.tag, tag.homeDigest, status) : undefined };
   const totals = plan.unchecked ? { ...planTotals(plan), planned: lacked } : planTotals(plan);
   const done = await jobStatus.update((s) => ({
@@ -297,9 +338,21 @@ async function manifestsInOrder(manifests: readonly DescriptorRef[], concurrency
  */
 async function commitTag(repository: string, tag: string, digest: string, target: RegionStorage, home: RegionStorage, writeLinks: () => Promise<void>): Promise<TagCommit> {
   const current: LinkSpec = { kind: 'tagCurrent', repository, tag };
+  const seen = `${repository}:${tag}`;
   let linksWritten = false;
+  // A tag this worker never saw in the region is usually new there. Its first attempt skips the
+  // region's read and assumes it absent: the write is then `If-None-Match: *`, which succeeds only
+  // where a read would have found the tag absent and nobody wrote it since (the guard of the
+  // write over an absent version, whenever the read happened). If the tag is there, the write
+  // fails and the next attempt reads it as usual.
+  let assumed: { digest?: string; etag?: string } | undefined = tagsSeen.has(target.url, seen) ? undefined : {};
+  const committed = (): TagCommit => {
+    tagsSeen.add(target.url, seen);
+    return { committed: true };
+  };
   for (let attempt = 1; attempt <= 10; attempt++) {
-    const region = await target.readLinkVersion(current);
+    const region = assumed ?? (await target.readLinkVersion(current));
+    assumed = undefined;
     const homeDigest = await home.readLink(current);
     if (homeDigest !== digest) {
       if (!linksWritten && (await home.linkExists({ kind: 'revision', repository, digest }))) await writeLinks();
@@ -310,8 +363,8 @@ async function commitTag(repository: string, tag: string, digest: string, target
       linksWritten = true;
     }
     await target.writeLink({ kind: 'tagIndex', repository, tag, digest }, digest);
-    if (region.digest === digest) return { committed: true };
-    if (await target.writeLinkIf(current, digest, region.etag)) return { committed: true };
+    if (region.digest === digest) return committed();
+    if (await target.writeLinkIf(current, digest, region.etag)) return committed();
   }
   throw new Error(`tag ${repository}:${tag} in ${target.region} kept changing under 10 guarded writes: too many concurrent jobs for one tag; retrying`);
 }

@@ -7,6 +7,13 @@ import type { BlobProperties, BlobType } from './region-storage';
  * come: the copy tells "this primitive is not offered here" (NotImplemented, CannotVerifyCopySource)
  * from a failure by their codes, and names the region and digest in its own errors.
  */
+/** `ifAbsent`: the write succeeds only where no blob is (If-None-Match: *); else it fails 409 BlobAlreadyExists. */
+export interface WriteCondition {
+  ifAbsent?: boolean;
+}
+
+const conditions = (when: WriteCondition | undefined) => (when?.ifAbsent ? { conditions: { ifNoneMatch: '*' } } : {});
+
 export class BlobCopyAccess {
   constructor(
     private readonly blob: BlockBlobClient,
@@ -15,8 +22,8 @@ export class BlobCopyAccess {
   ) {}
 
   /** Put Blob From URL: the whole blob in one synchronous server-side request. */
-  async putFromUrl(url: string, signal?: AbortSignal): Promise<void> {
-    await this.blob.syncUploadFromURL(url, { abortSignal: signal });
+  async putFromUrl(url: string, signal?: AbortSignal, when?: WriteCondition): Promise<void> {
+    await this.blob.syncUploadFromURL(url, { abortSignal: signal, ...conditions(when) });
   }
 
   /** Put Block From URL: one range of the source, staged under `id`. */
@@ -29,14 +36,14 @@ export class BlobCopyAccess {
   }
 
   /** Put Block List: the staged blocks become the blob. */
-  async commitBlocks(ids: string[], contentType: string | undefined, signal?: AbortSignal): Promise<void> {
-    await this.blob.commitBlockList(ids, { blobHTTPHeaders: { blobContentType: contentType }, abortSignal: signal });
+  async commitBlocks(ids: string[], contentType: string | undefined, signal?: AbortSignal, when?: WriteCondition): Promise<void> {
+    await this.blob.commitBlockList(ids, { blobHTTPHeaders: { blobContentType: contentType }, abortSignal: signal, ...conditions(when) });
   }
 
   /** Starts an async Copy Blob; its id, and whether the storage finished it at once. */
-  async startCopyFromUrl(url: string, signal?: AbortSignal): Promise<{ copyId?: string; completed: boolean }> {
+  async startCopyFromUrl(url: string, signal?: AbortSignal, when?: WriteCondition): Promise<{ copyId?: string; completed: boolean }> {
     // The SDK's poller starts the copy; the caller polls (with its own back-off) through copyState.
-    const poller = await this.blob.beginCopyFromURL(url, { abortSignal: signal });
+    const poller = await this.blob.beginCopyFromURL(url, { abortSignal: signal, ...conditions(when) });
     const state = poller.getOperationState() as BlobBeginCopyFromUrlPollState;
     return { copyId: state.copyId, completed: Boolean(state.isCompleted) };
   }

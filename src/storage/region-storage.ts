@@ -35,6 +35,8 @@ export interface BlobProperties {
   blobType: BlobType;
   contentType?: string;
   etag: string;
+  /** The state of the last Copy Blob into it (`pending` while one still runs); absent when none. */
+  copyStatus?: string;
 }
 
 export interface RegionStorageOptions {
@@ -99,7 +101,7 @@ export class RegionStorage {
     const path = this.layout.blobData(digest);
     try {
       const p = await this.container.getBlobClient(path).getProperties();
-      return { size: p.contentLength ?? 0, blobType: (p.blobType ?? 'BlockBlob') as BlobType, contentType: p.contentType, etag: p.etag ?? '' };
+      return { size: p.contentLength ?? 0, blobType: (p.blobType ?? 'BlockBlob') as BlobType, contentType: p.contentType, etag: p.etag ?? '', ...(p.copyStatus ? { copyStatus: p.copyStatus } : {}) };
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw new RegionStorageError(`cannot read properties of ${digest} in ${this.region} (${path})`, e);

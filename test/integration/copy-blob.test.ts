@@ -144,6 +144,33 @@ describe('copyBlob requests', () => {
     const methods = await requestsTo('eastus', () => copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: false, methods: ['copy-blob'] }));
     expect(methods).toEqual(['PUT', 'HEAD']);
   });
+
+  it('ifAbsent: an absent blob costs no more than an unconditional copy; one already there is proven by the conditional copy and one HEAD, not copied', async () => {
+    const { digest, data } = await layer(64 * 1024);
+    const copy = () => copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: true, methods: ['copy-blob'], ifAbsent: true });
+    let first;
+    expect(await requestsTo('eastus', async () => (first = await copy()))).toEqual(['PUT', 'GET']);
+    expect(first).toMatchObject({ existed: false, bytes: data.length });
+    let second;
+    expect(await requestsTo('eastus', async () => (second = await copy()))).toEqual(['PUT', 'HEAD']);
+    expect(second).toMatchObject({ existed: true, bytes: data.length });
+    expect(await content(east, digest)).toEqual(data);
+  });
+
+  it('ifAbsent: a blob of the wrong size at the target (a partial copy) is copied over', async () => {
+    const { digest, data } = await layer(64 * 1024);
+    await east.writeBlob(digest, data.subarray(0, 1000));
+    const result = await copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: true, ifAbsent: true });
+    expect(result).toMatchObject({ existed: false, bytes: data.length });
+    expect(await content(east, digest)).toEqual(data);
+  });
+
+  it('ifAbsent on a stream copy: a blob already there is not downloaded into the target again', async () => {
+    const { digest, data } = await layer(64 * 1024);
+    await europe.writeBlob(digest, data);
+    const result = await copyBlob({ source: west, target: europe, digest, expectedSize: data.length, verifyDigest: true, methods: ['stream'], ifAbsent: true });
+    expect(result).toMatchObject({ method: 'stream', existed: true });
+  });
 });
 
 describe('copyBlob failures', () => {
