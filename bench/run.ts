@@ -394,7 +394,8 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
     linksPhase = await measured(async () => {
       const started = performance.now();
       await forEachLimit([...images.keys()], scenario.window, async (i) => {
-        linkCount += (await linkWrites(targets, images[i], missingFor(i))).links;
+        const { links } = await linkWrites(targets, images[i], missingFor(i));
+        linkCount += links;
       });
       linksTotal = performance.now() - started;
     });

@@ -90,8 +90,32 @@ async function retryLater(job: ReplicationJob, error: Error, deps: ReplicateDeps
   return { outcome: 'rescheduled', at, error: error.message };
 }
 
+/**
+ * The region's storage, looked up (one read of the replica record) at most every
+ * REGION_LOOKUP_TTL_MS per region and worker: a burst of small jobs shares one lookup. A replica
+ * deleted and created again on other storage within that time could get one more job on the old.
+ */
+const REGION_LOOKUP_TTL_MS = 2000;
+const regionLookups = new WeakMap<StateStore, Map<string, { storage: Promise<RegionStorage | undefined>; at: number }>>();
+
+function regionStorageFor(region: string, deps: ReplicateDeps): Promise<RegionStorage | undefined> {
+  let byRegion = regionLookups.get(deps.state);
+  if (!byRegion) regionLookups.set(deps.state, (byRegion = new Map()));
+  const cached = byRegion.get(region);
+  if (cached && Date.now() - cached.at < REGION_LOOKUP_TTL_MS) return cached.storage;
+  const storage = deps.regionStorage(region);
+  const entry = { storage, at: Date.now() };
+  byRegion.set(region, entry);
+  // A failed or empty lookup is not remembered: the next job asks again.
+  storage.then(
+    (s) => s === undefined && byRegion.get(region) === entry && byRegion.delete(region),
+    () => byRegion.get(region) === entry && byRegion.delete(region),
+  );
+  return storage;
+}
+
 async function runJob(job: ReplicationJob, deps: ReplicateDeps): Promise<JobOutcome> {
-  const target = await deps.regionStorage(job.region);
+  const target = await regionStorageFor(job.region, deps);
   if (!target) {
     const description = `job ${job.jobId} is for region "${job.region}", which is neither in GEOREG_REGIONS nor created with \`georeg replication create\``;
     await deps.afterFailure?.(job, 'UnknownRegion', description);
