@@ -29,11 +29,16 @@ export function settingStorage(region: Region): ReplicaStorage {
   return region.connectionString ? { connectionString: region.connectionString } : { accountUrl: region.accountUrl };
 }
 
+/** How long storageFor's answer for a region is reused. */
+const STORAGE_LOOKUP_TTL_MS = 2000;
+
 /** Statuses in which a region receives the jobs of new pushes. */
 const RECEIVING: ReadonlySet<ReplicaStatus> = new Set(['Syncing', 'Ready', 'Failed']);
 
 export class ReplicaRegistry {
   private readonly storages = new Map<string, { key: string; storage: RegionStorage }>();
+  /** storageFor's answers, for STORAGE_LOOKUP_TTL_MS: a burst of small jobs shares one read of the record. */
+  private readonly lookups = new Map<string, { storage: Promise<RegionStorage | undefined>; at: number }>();
 
   constructor(private readonly settings: Settings, private readonly state: StateStore) {}
 
@@ -75,8 +80,21 @@ export class ReplicaRegistry {
   }
 
   /** Storage of any known region, deleted ones included: jobs already queued for it still finish. */
-  async storageFor(name: string): Promise<RegionStorage | undefined> {
-    // One read (this runs for every job): the region's record, else its setting.
+  storageFor(name: string): Promise<RegionStorage | undefined> {
+    // A record changed by another process (a replica deleted and created again on other storage)
+    // is seen at most this late; one changed through this registry at once.
+    const cached = this.lookups.get(name);
+    if (cached && Date.now() - cached.at < STORAGE_LOOKUP_TTL_MS) return cached.storage;
+    const entry = { storage: this.lookUpStorage(name), at: Date.now() };
+    this.lookups.set(name, entry);
+    // A failed or empty lookup is not remembered: the next job asks again.
+    const forget = () => this.lookups.get(name) === entry && this.lookups.delete(name);
+    entry.storage.then((s) => s === undefined && forget(), forget);
+    return entry.storage;
+  }
+
+  private async lookUpStorage(name: string): Promise<RegionStorage | undefined> {
+    // One read (this runs for every job, see storageFor): the region's record, else its setting.
     const record = await this.record(name);
     const setting = this.settings.regions.find((r) => r.name === name);
     const storage = record?.storage ?? (setting && settingStorage(setting));
@@ -151,11 +169,13 @@ export class ReplicaRegistry {
     } catch (e) {
       if ((e as Error).name === 'StateConflictError') return false;
       throw e;
+    } finally {
+      this.lookups.delete(record.name);
     }
   }
 
   async putRecord(record: ReplicaRecord): Promise<void> {
-    await this.state.put(statePaths.replica(record.name), ReplicaRecord.parse(record));
+    await this.state.put(statePaths.replica(record.name), ReplicaRecord.parse(record)).finally(() => this.lookups.delete(record.name));
   }
 
   async updateRecord(name: string, mutate: (r: ReplicaRecord) => ReplicaRecord): Promise<ReplicaRecord> {
@@ -171,11 +191,11 @@ export class ReplicaRegistry {
       const now = new Date().toISOString();
       await this.createRecord({ version: 1, name: replica.name, storage: replica.source === 'created' ? replica.storage : undefined, endpointEnabled: replica.endpointEnabled, status: replica.status, createdAt: now, updatedAt: now });
     }
-    return this.updateRecord(replica.name, mutate);
+    return this.updateRecord(replica.name, mutate).finally(() => this.lookups.delete(replica.name));
   }
 
   async deleteRecord(name: string): Promise<void> {
-    await this.state.delete(statePaths.replica(name));
+    await this.state.delete(statePaths.replica(name)).finally(() => this.lookups.delete(name));
   }
 
   private async records(): Promise<Map<string, ReplicaRecord>> {

@@ -90,32 +90,8 @@ async function retryLater(job: ReplicationJob, error: Error, deps: ReplicateDeps
   return { outcome: 'rescheduled', at, error: error.message };
 }
 
-/**
- * The region's storage, looked up (one read of the replica record) at most every
- * REGION_LOOKUP_TTL_MS per region and worker: a burst of small jobs shares one lookup. A replica
- * deleted and created again on other storage within that time could get one more job on the old.
- */
-const REGION_LOOKUP_TTL_MS = 2000;
-const regionLookups = new WeakMap<StateStore, Map<string, { storage: Promise<RegionStorage | undefined>; at: number }>>();
-
-function regionStorageFor(region: string, deps: ReplicateDeps): Promise<RegionStorage | undefined> {
-  let byRegion = regionLookups.get(deps.state);
-  if (!byRegion) regionLookups.set(deps.state, (byRegion = new Map()));
-  const cached = byRegion.get(region);
-  if (cached && Date.now() - cached.at < REGION_LOOKUP_TTL_MS) return cached.storage;
-  const storage = deps.regionStorage(region);
-  const entry = { storage, at: Date.now() };
-  byRegion.set(region, entry);
-  // A failed or empty lookup is not remembered: the next job asks again.
-  storage.then(
-    (s) => s === undefined && byRegion.get(region) === entry && byRegion.delete(region),
-    () => byRegion.get(region) === entry && byRegion.delete(region),
-  );
-  return storage;
-}
-
 async function runJob(job: ReplicationJob, deps: ReplicateDeps): Promise<JobOutcome> {
-  const target = await regionStorageFor(job.region, deps);
+  const target = await deps.regionStorage(job.region);
   if (!target) {
     const description = `job ${job.jobId} is for region "${job.region}", which is neither in GEOREG_REGIONS nor created with \`georeg replication create\``;
     await deps.afterFailure?.(job, 'UnknownRegion', description);
@@ -201,26 +177,22 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
   // (`ifAbsent`), which proves it there either way without a HEAD first (most are new).
   const lookedAt = Date.now();
   const expected = all.filter((d) => blobsSeen.has(target.url, d.digest));
-  const inventory = await target.hasBlobs(expected.map((d) => d.digest), deps.settings.copyConcurrency);
-  for (const d of expected) {
-    if (inventory.get(d.digest) === d.size) blobsSeen.add(target.url, d.digest);
-    else blobsSeen.forget(target.url, d.digest);
-  }
-  const toCopy = all.filter((d) => !expected.includes(d) || inventory.get(d.digest) !== d.size);
+  // What is copied (or found there by a conditional copy): the blobs not seen, then those the HEADs miss.
+  const toCopy = all.filter((d) => !expected.includes(d));
   // Layers and configs before manifests: a manifest blob never lands before what it references.
   const manifestDigests = new Set(plan.manifests.map((m) => m.digest));
-  const blobsFirst = toCopy.filter((d) => !manifestDigests.has(d.digest));
-  const manifestsAfter = plan.manifests.filter((m) => toCopy.some((d) => d.digest === m.digest));
+  const isBlob = (d: DescriptorRef) => !manifestDigests.has(d.digest);
 
   // A plan that did not ask the region (a notification's): what it lacked is what this check found
   // (less what the conditional copies found there: see `existed`).
-  const lacked = { blobs: toCopy.length, bytes: toCopy.reduce((n, d) => n + d.size, 0) };
-  const planned = plan.unchecked ? { blobs: { planned: lacked.blobs }, bytes: { planned: lacked.bytes } } : { blobs: {}, bytes: {} };
+  const lackedNow = () => ({ blobs: toCopy.length, bytes: toCopy.reduce((n, d) => n + d.size, 0) });
   const progress = { copied: 0, bytes: 0, methods: {} as Record<string, number> };
   let nextFlush = Date.now() + PROGRESS_AFTER_MS;
   const flush = async () => {
     if (Date.now() < nextFlush) return;
     nextFlush = Date.now() + PROGRESS_EVERY_MS;
+    const lacked = lackedNow();
+    const planned = plan.unchecked ? { blobs: { planned: lacked.blobs }, bytes: { planned: lacked.bytes } } : { blobs: {}, bytes: {} };
     await jobStatus.update((s) => ({ ...s, blobs: { ...s.blobs, ...planned.blobs, copied: progress.copied }, bytes: { ...s.bytes, ...planned.bytes, copied: progress.bytes }, methods: { ...progress.methods } }));
   };
   const joined = { blobs: 0, bytes: 0 };
@@ -259,14 +231,32 @@ async function replicatePush(job: PushJob, target: RegionStorage, deps: Replicat
     progress.methods[result.method] = (progress.methods[result.method] ?? 0) + 1;
     await flush();
   };
-  await forEachLimit(blobsFirst, deps.settings.copyConcurrency, copyOne);
+  // The HEADs of the blobs seen before run while the others copy; then the ones the HEADs missed
+  // copy, and the repository's layer links are listed while they do.
+  let linked: Set<string> = new Set();
+  const checkSeen = async () => {
+    const inventory = await target.hasBlobs(expected.map((d) => d.digest), deps.settings.copyConcurrency);
+    const there = expected.filter((d) => inventory.get(d.digest) === d.size);
+    for (const d of expected) {
+      if (there.includes(d)) blobsSeen.add(target.url, d.digest);
+      else blobsSeen.forget(target.url, d.digest);
+    }
+    const missing = expected.filter((d) => !there.includes(d));
+    toCopy.push(...missing);
+    await Promise.all([
+      forEachLimit(missing.filter(isBlob), deps.settings.copyConcurrency, copyOne),
+      linkedLayers(job.repository, plan, there, target).then((l) => {
+        linked = l;
+      }),
+    ]);
+  };
+  const unseenBlobs = toCopy.filter(isBlob);
+  await Promise.all([checkSeen(), forEachLimit(unseenBlobs, deps.settings.copyConcurrency, copyOne)]);
   // Child manifests before their index: the order is the guarantee.
-  await manifestsInOrder(manifestsAfter, deps.settings.copyConcurrency, copyOne);
+  await manifestsInOrder(plan.manifests.filter((m) => toCopy.some((d) => d.digest === m.digest)), deps.settings.copyConcurrency, copyOne);
 
   const copied = toCopy.filter((d) => !existed.has(d.digest));
-  lacked.blobs = copied.length;
-  lacked.bytes = copied.reduce((n, d) => n + d.size, 0);
-  const linked = await linkedLayers(job.repository, plan, copied, target);
+  const lacked = { blobs: copied.length, bytes: copied.reduce((n, d) => n + d.size, 0) };
   const tag = await inSpan('georeg.commit', { 'georeg.region': job.region, 'georeg.repository': job.repository }, () => commitLinks(job, plan, target, deps.home, linked));
 
   const completedAt = new Date();
@@ -301,16 +291,19 @@ async function supersedingPush(repository: string, tag: string, digest: string |
 }
 
 /**
- * Layer links, then revision links (children first, root last), then the tag: readers see the tag
- * last. The tag is written only while home's tag still points at this job's manifest, and only
+ * Layer and revision links (revisions children first, root last; the tag's index link with them),
+ * then the tag's current link: readers see the tag last. The tag is written only while home's tag still points at this job's manifest, and only
  * over the version of the region's link read before home was asked, so an older job that commits
  * after a newer one never sets the tag back (see commitTag).
  */
 async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage, linked: ReadonlySet<string>): Promise<TagCommit> {
   const writeLinks = async () => {
     const { repository } = job;
-    await Promise.all(plan.blobs.filter(({ digest }) => !linked.has(digest)).map(({ digest }) => target.writeLink({ kind: 'layer', repository, digest }, digest)));
-    await manifestsInOrder(plan.manifests, 8, ({ digest }) => target.writeLink({ kind: 'revision', repository, digest }, digest));
+    // Layer and revision links side by side (revisions children first): the tag goes after all.
+    await Promise.all([
+      ...plan.blobs.filter(({ digest }) => !linked.has(digest)).map(({ digest }) => target.writeLink({ kind: 'layer', repository, digest }, digest)),
+      manifestsInOrder(plan.manifests, 8, ({ digest }) => target.writeLink({ kind: 'revision', repository, digest }, digest)),
+    ]);
   };
   if (!job.tag) {
     await writeLinks();
@@ -325,11 +318,12 @@ type TagCommit = { committed: true } | { committed: false; homeDigest?: string }
  * The layer links the repository already has in the region, holding the right digest, when that
  * can pay: a blob the region already had is usually linked there too (an incremental push), so
  * one listing can spare a link write per shared layer. Only asked when two or more of the image's
- * layers were there; a link that is present is exactly what writing it would leave.
+ * layers were there (`there`: found by a HEAD); a link that is present is exactly what writing it
+ * would leave.
  */
-async function linkedLayers(repository: string, plan: ReplicationPlan, toCopy: readonly DescriptorRef[], target: RegionStorage): Promise<Set<string>> {
-  const copying = new Set(toCopy.map((d) => d.digest));
-  const had = plan.blobs.filter((b) => !copying.has(b.digest));
+async function linkedLayers(repository: string, plan: ReplicationPlan, there: readonly DescriptorRef[], target: RegionStorage): Promise<Set<string>> {
+  const found = new Set(there.map((d) => d.digest));
+  const had = plan.blobs.filter((b) => found.has(b.digest));
   if (had.length < 2) return new Set();
   const present = await target.presentLinks(had.map((b) => ({ kind: 'layer' as const, repository, digest: b.digest })), { kind: 'layers', repository });
   return new Set(had.filter((_, i) => present[i]).map((b) => b.digest));
@@ -382,11 +376,9 @@ async function commitTag(repository: string, tag: string, digest: string, target
       if (!linksWritten && (await home.linkExists({ kind: 'revision', repository, digest }))) await writeLinks();
       return { committed: false, homeDigest };
     }
-    if (!linksWritten) {
-      await writeLinks();
-      linksWritten = true;
-    }
-    await target.writeLink({ kind: 'tagIndex', repository, tag, digest }, digest);
+    // The tag's history with the links (readers resolve a tag by its current link only).
+    await Promise.all([linksWritten ? undefined : writeLinks(), target.writeLink({ kind: 'tagIndex', repository, tag, digest }, digest)]);
+    linksWritten = true;
     if (region.digest === digest) return committed();
     if (await target.writeLinkIf(current, digest, region.etag)) return committed();
   }
