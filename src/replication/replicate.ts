@@ -164,8 +164,12 @@ const blobsSeen = new SeenInRegion(200_000);
 /** Tags (`repository:tag`): one never seen is created `If-None-Match: *` without reading the region's link first (see commitTag). */
 const tagsSeen = new SeenInRegion(100_000);
 
-/** A job's progress (blobs and bytes copied so far) is written to its status only once it has copied this long: a small job writes its status twice, at the start and at the end. */
-const PROGRESS_AFTER_MS = 3000;
+/**
+ * A job's progress (blobs and bytes copied so far) is written to its status only once it has copied
+ * this long: a small job writes its status twice, at the start and at the end, even when a busy
+ * worker or storage stretches it to a few seconds.
+ */
+const PROGRESS_AFTER_MS = 10_000;
 const PROGRESS_EVERY_MS = 5000;
 
 async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore, jobStatus: JobStatus): Promise<RegionStatus> {
