@@ -321,7 +321,16 @@ export async function naiveCopy(
         // As a replicator outside georeg reads home: through a read URL (signed locally: no request).
         const data = await new BlobClient(await home.readUrl(d.digest)).downloadToBuffer();
         if (options.verifyDigest) verifyDigest(d.digest, data, `${home.region} (naive download)`);
-        await target.writeBlob(d.digest, data);
+        // A dropped connection (EPIPE under load, seen once) costs a repetition of this upload, not the whole bench.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await target.writeBlob(d.digest, data);
+            break;
+          } catch (e) {
+            if (attempt >= 3) throw e;
+            console.warn(`  ! naive upload of ${d.digest} to ${region} failed (${(e as Error).message}); again`);
+          }
+        }
         moved += data.length;
       });
       bytes.set(region, moved);
