@@ -103,6 +103,20 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     for (const region of REPLICAS) await expectRegionMirrorsHome(region, second);
   });
 
+  it('blobs and a stale tag a region holds that this worker never wrote are found there, not copied again, and the tag is replaced under the guard', async () => {
+    // What another worker (or this one before a restart) left in eastus: an older image under the same tag.
+    const older = generated('team/cold', '1', { generate: { layers: 3, layerSize: 64 * 1024 }, seed: 'cold-old' });
+    await writeImage(stack.runtime.regions.get('eastus')!, older);
+    const newer = generated('team/cold', '1', { generate: { layers: 3, layerSize: 64 * 1024 }, seed: 'cold-new', seedBase: 'cold-old', share: 2 });
+    const shared = newer.blobs.filter((b) => older.blobs.some((o) => o.digest === b.digest));
+    expect(shared).toHaveLength(2);
+    const p = await push(newer);
+    const byRegion = new Map((await settled(p.pushId)).map((r) => [r.region, r]));
+    expect(byRegion.get('eastus')).toMatchObject({ state: 'complete', blobs: { planned: 3, copied: 3, skipped: 2 } });
+    expect(byRegion.get('westeurope')).toMatchObject({ state: 'complete', blobs: { planned: 5, copied: 5, skipped: 0 } });
+    for (const region of REPLICAS) await expectRegionMirrorsHome(region, newer);
+  });
+
   it('a duplicate notification enqueues one job per region', async () => {
     const image = generated('team/dup', 'x', { generate: { layers: 1, layerSize: 1024 }, seed: 'dup' });
     await writeImage(stack.runtime.home, image);
