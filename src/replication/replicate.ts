@@ -170,7 +170,7 @@ const tagsSeen = new SeenInRegion(100_000);
  * worker or storage stretches it to a few seconds.
  */
 const PROGRESS_AFTER_MS = 10_000;
-const PROGRESS_EVERY_MS = 5000;
+const PROGRESS_EVERY_MS = 10_000;
 
 async function replicatePush(job: PushJob, target: RegionStorage, deps: ReplicateDeps, status: StatusStore, jobStatus: JobStatus): Promise<RegionStatus> {
   const plan = await loadPlan(job, deps);
