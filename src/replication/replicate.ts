@@ -296,9 +296,10 @@ async function supersedingPush(repository: string, tag: string, digest: string |
 
 /**
  * Layer and revision links (revisions children first, root last; the tag's index link with them),
- * then the tag's current link: readers see the tag last. The tag is written only while home's tag still points at this job's manifest, and only
- * over the version of the region's link read before home was asked, so an older job that commits
- * after a newer one never sets the tag back (see commitTag).
+ * then the tag's current link: readers see the tag last. The tag is written only while home's tag
+ * still points at this job's manifest, and only over the version of the region's link read before
+ * home was asked, so an older job that commits after a newer one never sets the tag back (see
+ * commitTag).
  */
 async function commitLinks(job: PushJob, plan: ReplicationPlan, target: RegionStorage, home: RegionStorage, linked: ReadonlySet<string>): Promise<TagCommit> {
   const writeLinks = async () => {
