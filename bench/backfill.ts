@@ -170,7 +170,8 @@ export async function backfillBench(options: BackfillBenchOptions, command: stri
       if (performance.now() - reported > 30_000) {
         reported = performance.now();
         const s = record?.sync;
-        console.error(`  ${((reported - started) / 1000).toFixed(0)} s: ${record?.status}, ${s?.planning.pages ?? 0} page(s) planned${s?.planning.complete ? ' (all)' : ''}, ${s?.done.jobs ?? 0}/${s?.total.jobs ?? 0} jobs`);
+        const memory = residentMiB(worker.child.pid!);
+        console.error(`  ${((reported - started) / 1000).toFixed(0)} s: ${record?.status}, ${s?.planning.pages ?? 0} page(s) planned${s?.planning.complete ? ' (all)' : ''}, ${s?.done.jobs ?? 0}/${s?.total.jobs ?? 0} jobs; worker RSS ${memory.now} MiB (peak ${memory.peak})`);
       }
       await new Promise((r) => setTimeout(r, 500));
     }
