@@ -7,19 +7,17 @@ import { generated } from '../support/images';
 import { readLocalSettingsValues } from '../../src/config/local-settings';
 import { regionStorageFrom } from '../../src/storage/region-storage';
 import { isSetting, runCli, settingsUnset } from '../support/cli';
-import { spawnTs, type Spawned } from '../support/process';
+import { spawnEntry, type Spawned } from '../support/process';
 
 /**
  * The documented way to run georeg without Azure Functions: `npm run emulators`, then
  * `npx georeg serve` in the same folder, each a real process (src/local/emulators.ts and the CLI,
- * loaded through tsx once each). The folder starts with the user's own local.settings.json (its
+ * compiled to JavaScript once for the run: test/support/process.ts). The folder starts with the user's own local.settings.json (its
  * regions and secrets, no connection strings); the emulators fill in their connections, and serve
  * reads everything from the file: its environment has no georeg setting and there is no local
  * stack. The CLI calls around them (push, doctor) run in-process.
  */
 
-const EMULATORS = join(__dirname, '../../src/local/emulators.ts');
-const MAIN = join(__dirname, '../../src/cli/main.ts');
 const PUSH_SECRET = randomBytes(18).toString('base64url');
 const ADMIN_SECRET = randomBytes(18).toString('base64url');
 
@@ -39,7 +37,7 @@ beforeAll(async () => {
   };
   writeFileSync(join(dir, 'local.settings.json'), JSON.stringify({ IsEncrypted: false, Values: own }, null, 2));
   // Any free ports: other engineers' emulators may hold the usual ones.
-  emulators = await spawnTs(EMULATORS, [], { cwd: dir, env: { ...withoutSettings(process.env), AZURITE_BLOB_PORT: '0', SERVICEBUS_PORT: '0' }, ready: /In memory only/ });
+  emulators = await spawnEntry('src/local/emulators.ts', [], { cwd: dir, env: { ...withoutSettings(process.env), AZURITE_BLOB_PORT: '0', SERVICEBUS_PORT: '0' }, ready: /In memory only/ });
   values = readLocalSettingsValues(join(dir, 'local.settings.json'))!;
 }, 120_000);
 
@@ -60,7 +58,7 @@ function storage(region: string) {
 
 /** Starts `georeg serve --port 0` in `cwd`; resolves once it says where it listens. */
 async function serve(cwd: string): Promise<Spawned & { apiUrl: string }> {
-  const spawned = await spawnTs(MAIN, ['serve', '--port', '0'], { cwd, env: withoutSettings(process.env), ready: /listening on (http:\/\/\S+\/api) / });
+  const spawned = await spawnEntry('src/cli/main.ts', ['serve', '--port', '0'], { cwd, env: withoutSettings(process.env), ready: /listening on (http:\/\/\S+\/api) / });
   return { ...spawned, apiUrl: spawned.ready[1] };
 }
 

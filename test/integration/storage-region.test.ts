@@ -6,6 +6,7 @@ import { startAzurite, type Azurite } from '../../src/local/azurite';
 import { DigestMismatchError, digestOf } from '../../src/oci/digest';
 import { RegistryLayout } from '../../src/storage/paths';
 import { BlobNotFoundError, regionStorageFrom, RegionStorage } from '../../src/storage/region-storage';
+import { compiledEntry } from '../support/process';
 import { rawContainer } from '../support/raw-storage';
 
 const ACCOUNTS = ['westus', 'eastus', 'westeurope'];
@@ -65,8 +66,8 @@ describe('startAzurite', () => {
     await expect(fetch(`${own.url}/closeme/closing?restype=container`)).rejects.toThrow();
   });
   it('Azurite exits by itself when the process that started it dies without close()', async () => {
-    const script = `require(${JSON.stringify(require.resolve('../../src/local/azurite.ts'))}).startAzurite({ accounts: ['orphan'] }).then((a) => { console.log(a.url); process.exit(0); });`;
-    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    const script = `require(${JSON.stringify(await compiledEntry('src/local/azurite.ts'))}).startAzurite({ accounts: ['orphan'] }).then((a) => { console.log(a.url); process.exit(0); });`;
+    const child = spawn(process.execPath, ['-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     await new Promise((resolve) => child.once('exit', resolve));
