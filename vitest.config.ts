@@ -50,6 +50,7 @@ export default defineConfig({
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } },
     sequence: { sequencer: LongestFirst },
+    globalSetup: ['test/support/scratch-dir.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

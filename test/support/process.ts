@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { build } from 'esbuild';
+import { inject } from 'vitest';
 
 /**
  * georeg's TypeScript entry points as real processes, the way a user starts them, from JavaScript
@@ -21,14 +21,14 @@ let compiled: Promise<string> | undefined;
  * The compiled JavaScript of one of ENTRIES (a path relative to the repository). esbuild bundles
  * each with georeg's modules and the workspace emulator (tsconfig `paths`); npm packages stay
  * external and load from node_modules as installed. The bundles sit at their source's place in a
- * temp folder that links what the code finds by path from `__dirname`: config/ (the emulators'
- * topology), node_modules/, and the dashboard's files next to the CLI.
+ * folder of the run's scratch folder (test/support/scratch-dir.ts), which links what the code finds
+ * by path from `__dirname`: config/ (the emulators' topology), node_modules/, and the dashboard's
+ * files next to the CLI.
  */
 export async function compiledEntry(entry: string): Promise<string> {
   if (!ENTRIES.includes(entry)) throw new Error(`compiledEntry: "${entry}" is not compiled for tests; add it to ENTRIES in test/support/process.ts`);
   compiled ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'georeg-js-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const dir = mkdtempSync(join(inject('scratchDir'), 'entries-'));
     await build({
       entryPoints: ENTRIES.map((e) => join(ROOT, e)),
       outbase: ROOT,
@@ -47,7 +47,7 @@ export async function compiledEntry(entry: string): Promise<string> {
     symlinkSync(join(ROOT, 'src', 'ops', 'dashboard'), join(dir, 'src', 'cli', 'dashboard'));
     return dir;
   })();
-  return join(await compiled, relative(ROOT, join(ROOT, entry)).replace(/\.ts$/, '.js'));
+  return join(await compiled, entry.replace(/\.ts$/, '.js'));
 }
 
 export interface Spawned {
