@@ -151,6 +151,15 @@ async function reconcileRegion(region: string, target: RegionStorage, home: Map<
       skipped.push({ repository: w.repository, tag: w.tag, why: decision.skip });
       return;
     }
+    // The drift was read before the status said no job is in flight: a notification's job that
+    // wrote the tag (and then recorded itself complete) in between is not drift, and a second job
+    // for it would fire the region's webhooks twice. Read the region's tag again, after the status.
+    requests.reads += 1;
+    const now = await target.readLink({ kind: 'tagCurrent', repository: w.repository, tag: w.tag });
+    if (w.action === 'push' ? now === w.digest : now !== w.digest) {
+      skipped.push({ repository: w.repository, tag: w.tag, why: 'the region caught up since the listing' });
+      return;
+    }
     const prepared = w.action === 'push' ? await preparePush(region, target, w, decision.pushId, deps, requests) : prepareDelete(region, w, decision.pushId);
     if ('skip' in prepared) {
       skipped.push({ repository: w.repository, tag: w.tag, why: prepared.skip });
