@@ -122,6 +122,9 @@ describe('replica management', () => {
   it('creating a replica after three images exist back-fills exactly their blobs and links: Syncing, then Ready', async () => {
     let release!: () => void;
     holds.set('westeurope', new Promise<void>((r) => (release = r)));
+    // Released in the finally below whatever fails, so a failure here does not leave westeurope's jobs held for the tests after it.
+    const everything = new Set(images.flatMap((i) => [...i.blobs, ...i.manifests].map((b) => b.digest)));
+    try {
     const created = await api('POST', '/replications', { name: 'westeurope', storage: stack.storageConnectionString('westeurope') });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const v: ReplicaView = created.body.replication;
@@ -133,8 +136,6 @@ describe('replica management', () => {
     // page is already planned when create reads the record back for its answer is a race (a page of
     // three tags plans in milliseconds): test/replicas/backfill.test.ts shows create answering first.
     expect(v.sync).toMatchObject({ kind: 'backfill' });
-    const everything = new Set(images.flatMap((i) => [...i.blobs, ...i.manifests].map((b) => b.digest)));
-    try {
     const planned = await eventually(() => show('westeurope'), (x) => x.sync?.planning.complete === true, { what: 'westeurope back-fill to be planned' });
     expect(planned.sync).toMatchObject({ kind: 'backfill', total: { tags: 3, jobs: 3 }, done: { jobs: 0 } });
     expect(planned.sync!.total.blobs).toBe(everything.size);
