@@ -72,6 +72,7 @@ export async function startAzurite(options: AzuriteOptions): Promise<Azurite> {
   // test worker), remove the temp dir and exit, so no orphaned Azurite holds memory; then run
   // Azurite's own entry point.
   const lokijs = require.resolve('lokijs', { paths: [dirname(main)] });
+  const uriTemplates = require.resolve('uri-templates', { paths: [dirname(main)] });
   const gcIntervalMs = options.gcIntervalMs ?? (process.env.GEOREG_AZURITE_GC_INTERVAL_MS ? Number(process.env.GEOREG_AZURITE_GC_INTERVAL_MS) : undefined);
   if (gcIntervalMs !== undefined && !(Number.isInteger(gcIntervalMs) && gcIntervalMs > 0)) {
     throw new Error(`startAzurite: the GC interval must be a positive whole number of milliseconds (GEOREG_AZURITE_GC_INTERVAL_MS), got ${gcIntervalMs}`);
@@ -96,6 +97,14 @@ export async function startAzurite(options: AzuriteOptions): Promise<Azurite> {
     `    const key = q && ['name', 'blobName'].find((k) => q[k] !== undefined);`,
     `    if (key && Object.keys(q)[0] !== key) q = { [key]: q[key], ...q };`,
     `    return find.call(this, q, firstOnly); }; }`,
+    // Azurite finds a request's operation by matching its path against the URI template of each of
+    // its ~100 operations, and parsed every template again for every request and operation: its CPU
+    // per request (1 KiB upload, HEAD, download; 4,500 requests) was 1.36-1.84 ms, 1.15-1.18 ms with
+    // parsed templates kept by their text. Matching is the same (a parsed template holds no state
+    // between matches).
+    `{ const U = require(${JSON.stringify(join(dirname(main), 'generated', 'utils', 'utils.js'))}), T = require(${JSON.stringify(uriTemplates)}), parsed = new Map();`,
+    `  U.isURITemplateMatch = (url, template) => { let t = parsed.get(template); if (!t) parsed.set(template, (t = T(template)));`,
+    `    const r = t.fromUri(url, { strict: true }); if (r === undefined) return false; for (const k in r) if (Object.prototype.hasOwnProperty.call(r, k) && r[k] === '') return false; return true; }; }`,
     // The blob GC reads its interval from this constant when Azurite builds it (see gcIntervalMs).
     ...(gcIntervalMs ? [`require(${JSON.stringify(join(dirname(main), 'utils', 'constants.js'))}).DEFAULT_GC_INTERVAL_MS = ${gcIntervalMs};`] : []),
     `process.argv.splice(1, 0, ${JSON.stringify(main)});`,
