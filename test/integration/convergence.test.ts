@@ -287,9 +287,9 @@ describe('convergence', () => {
  * The tags a reader of the region finds, each with why its image cannot be pulled there (undefined
  * when it can): its revision link, manifest and blobs. From one listing of the region's registry
  * root (each blob's size; a tag link's MD5 says which image's digest it holds) instead of a read
- * per tag, link and blob: one request per region and sample instead of up to 18, and one instant's view, which caught a
- * tag committed before its blobs (replicate.ts's order broken on purpose) as the reads did. A tag
- * link without an MD5 in the listing is read.
+ * per tag, link and blob: one request per region and sample instead of up to 18, and one instant's
+ * view, which caught a tag committed before its blobs (replicate.ts's order broken on purpose) as
+ * the reads did. A tag link without an MD5 in the listing is read.
  */
 async function pullable(regionName: string, repository: string, tags: readonly string[], images: readonly ImageToWrite[]): Promise<Array<{ tag: string; digest: string; broken?: string }>> {
   const storage = region(regionName);
