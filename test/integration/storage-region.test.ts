@@ -2,68 +2,51 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite, type Azurite } from '../../src/local/azurite';
+import { startAzurite } from '../../src/local/azurite';
+import type { StackAccounts } from '../../src/local/stack';
 import { DigestMismatchError, digestOf } from '../../src/oci/digest';
 import { RegistryLayout } from '../../src/storage/paths';
 import { BlobNotFoundError, regionStorageFrom, RegionStorage } from '../../src/storage/region-storage';
 import { compiledEntry } from '../support/process';
 import { rawContainer } from '../support/raw-storage';
+import { storageAccounts } from '../support/stack';
 
 const ACCOUNTS = ['westus', 'eastus', 'westeurope'];
-let azurite: Azurite;
-
-beforeAll(async () => {
-  azurite = await startAzurite({ accounts: ACCOUNTS });
-});
-
-afterAll(async () => {
-  await azurite?.close();
-});
-
-const raw = (region: string) => rawContainer(azurite.connectionString(region));
-
-function storage(region: string, root?: string): RegionStorage {
-  return regionStorageFrom({ region, connectionString: azurite.connectionString(region), container: 'registry', root });
-}
 
 describe('startAzurite', () => {
-  it('serves every account on a free port, each with its own key, isolated from the others', async () => {
-    expect(azurite.port).toBeGreaterThan(0);
-    for (const account of ACCOUNTS) {
-      expect(azurite.connectionString(account)).toBe(
-        `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${azurite.accountKey(account)};BlobEndpoint=http://127.0.0.1:${azurite.port}/${account};`,
-      );
-      expect(Buffer.from(azurite.accountKey(account), 'base64')).toHaveLength(64);
-      const container = BlobServiceClient.fromConnectionString(azurite.connectionString(account)).getContainerClient('launcher');
-      await container.createIfNotExists();
-      await container.getBlockBlobClient('who').upload(account, account.length);
-    }
-    for (const account of ACCOUNTS) {
-      const container = BlobServiceClient.fromConnectionString(azurite.connectionString(account)).getContainerClient('launcher');
-      expect((await container.getBlobClient('who').downloadToBuffer()).toString()).toBe(account);
-    }
-  });
+  // One Azurite of its own for all it is asked to do, from start to close (each start costs ~1.5 s of CPU).
+  it('serves every account on a free port, each with its own key, isolated from the others, instead of devstoreaccount1; close() stops it', async () => {
+    const azurite = await startAzurite({ accounts: ACCOUNTS });
+    try {
+      expect(azurite.port).toBeGreaterThan(0);
+      for (const account of ACCOUNTS) {
+        expect(azurite.connectionString(account)).toBe(
+          `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${azurite.accountKey(account)};BlobEndpoint=http://127.0.0.1:${azurite.port}/${account};`,
+        );
+        expect(Buffer.from(azurite.accountKey(account), 'base64')).toHaveLength(64);
+        const container = BlobServiceClient.fromConnectionString(azurite.connectionString(account)).getContainerClient('launcher');
+        await container.createIfNotExists();
+        await container.getBlockBlobClient('who').upload(account, account.length);
+      }
+      for (const account of ACCOUNTS) {
+        const container = BlobServiceClient.fromConnectionString(azurite.connectionString(account)).getContainerClient('launcher');
+        expect((await container.getBlobClient('who').downloadToBuffer()).toString()).toBe(account);
+      }
 
-  it('replaces the default devstoreaccount1 and rejects a wrong key', async () => {
-    const wrongKey = new BlobServiceClient(azurite.blobEndpoint('westus'), new StorageSharedKeyCredential('westus', randomBytes(64).toString('base64')), { retryOptions: { maxTries: 1 } });
-    await expect(wrongKey.getContainerClient('launcher').getProperties()).rejects.toMatchObject({ statusCode: 403 });
-    expect(() => azurite.connectionString('devstoreaccount1')).toThrow(/has no account "devstoreaccount1"/);
+      // The default devstoreaccount1 is replaced, and a wrong key is rejected.
+      const wrongKey = new BlobServiceClient(azurite.blobEndpoint('westus'), new StorageSharedKeyCredential('westus', randomBytes(64).toString('base64')), { retryOptions: { maxTries: 1 } });
+      await expect(wrongKey.getContainerClient('launcher').getProperties()).rejects.toMatchObject({ statusCode: 403 });
+      expect(() => azurite.connectionString('devstoreaccount1')).toThrow(/has no account "devstoreaccount1"/);
+    } finally {
+      await azurite.close();
+    }
+    // Nothing answers on the port afterwards; a second close() is a no-op.
+    await azurite.close();
+    await expect(fetch(`${azurite.url}/westus/launcher?restype=container`)).rejects.toThrow();
   });
 
   it('refuses account names Azurite would silently ignore', async () => {
     await expect(startAzurite({ accounts: ['West_US'] })).rejects.toThrow(/not a valid storage account name/);
-  });
-
-  it('close() stops the process: nothing answers on the port afterwards', async () => {
-    const own = await startAzurite({ accounts: ['closeme'] });
-    try {
-      const client = BlobServiceClient.fromConnectionString(own.connectionString('closeme'), { retryOptions: { maxTries: 1 } });
-      await client.getContainerClient('closing').createIfNotExists();
-    } finally {
-      await own.close();
-    }
-    await own.close(); // idempotent
-    await expect(fetch(`${own.url}/closeme/closing?restype=container`)).rejects.toThrow();
   });
   it('Azurite exits by itself when the process that started it dies without close()', async () => {
     const script = `require(${JSON.stringify(await compiledEntry('src/local/azurite.ts'))}).startAzurite({ accounts: ['orphan'] }).then((a) => { console.log(a.url); process.exit(0); });`;
@@ -79,9 +62,18 @@ describe('startAzurite', () => {
 
 describe('RegionStorage', () => {
   const layout = new RegistryLayout();
+  // Accounts lent by the test worker's shared Azurite, one per region.
+  let accounts: StackAccounts;
+  const raw = (region: string) => rawContainer(accounts.connectionString(region));
+  const storage = (region: string, root?: string): RegionStorage => regionStorageFrom({ region, connectionString: accounts.connectionString(region), container: 'registry', root });
 
   beforeAll(async () => {
+    accounts = await storageAccounts(ACCOUNTS);
     await Promise.all(ACCOUNTS.map((a) => storage(a).ensureContainer()));
+  });
+
+  afterAll(async () => {
+    await accounts?.close();
   });
 
   it('writes a layer as an append blob in ≤4 MiB blocks and reads it back', async () => {

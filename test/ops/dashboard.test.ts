@@ -12,8 +12,8 @@ import { startSubscriber, type Subscriber } from '../webhooks/subscriber';
 /**
  * The dashboard in a real browser: Debian's Chromium, headless, driven by playwright-core, against
  * the local stack (Azurite, the Service Bus emulator, the local host). The page polls
- * /api/overview by itself; the test waits for what a person would see. A screenshot goes to
- * $GEOREG_SCREENSHOT (`npm run screenshot` writes docs/dashboard.png), else to the temp folder.
+ * /api/overview by itself; the test waits for what a person would see. With $GEOREG_SCREENSHOT set
+ * (`npm run screenshot` writes docs/dashboard.png) a full-page screenshot goes there.
  */
 
 const CHROMIUM = process.env.GEOREG_CHROMIUM ?? '/usr/bin/chromium';
@@ -24,6 +24,7 @@ const REPLICAS = ['eastus', 'westeurope'];
 const hasChromium = existsSync(CHROMIUM);
 
 let stack: Stack;
+let launching: Promise<BrowserContext> | undefined;
 let browser: BrowserContext;
 let page: Page;
 let subscriber: Subscriber;
@@ -34,6 +35,10 @@ if (!hasChromium) console.warn(`test/ops/dashboard.test.ts skipped: no Chromium 
 
 suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: no Chromium executable at ${CHROMIUM}`})`, () => {
   beforeAll(async () => {
+    // Chromium starts while the stack does: two processes, each mostly waiting on its own start.
+    profile = mkdtempSync(join(tmpdir(), 'georeg-chromium-'));
+    launching = chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1360, height: 1000 } });
+    launching.catch(() => undefined); // awaited below; a failed stack start must not leave it unhandled
     stack = await startStack({ replicas: REPLICAS, httpPort: 0, log: silentLogger });
     subscriber = await startSubscriber();
     const hook = await fetch(`${stack.host.url}/api/webhooks`, {
@@ -42,13 +47,12 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
       body: JSON.stringify({ name: 'deployeast', region: 'eastus', serviceUri: subscriber.url, actions: ['push'] }),
     });
     expect(hook.status).toBe(201);
-    profile = mkdtempSync(join(tmpdir(), 'georeg-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1360, height: 1000 } });
+    browser = await launching;
     page = browser.pages()[0] ?? (await browser.newPage());
   }, 120_000);
 
   afterAll(async () => {
-    await browser?.close();
+    await launching?.then((b) => b.close(), () => undefined);
     if (profile) rmSync(profile, { recursive: true, force: true });
     await subscriber?.close();
     await stack?.close();
@@ -128,8 +132,10 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
   });
 });
 
+/** Only when asked for: rendering and encoding the full page cost the test run most of a second of Chromium's CPU. */
 async function saveScreenshot(): Promise<void> {
-  const path = resolve(process.env.GEOREG_SCREENSHOT ?? join(tmpdir(), 'georeg-dashboard.png'));
+  if (!process.env.GEOREG_SCREENSHOT) return;
+  const path = resolve(process.env.GEOREG_SCREENSHOT);
   mkdirSync(dirname(path), { recursive: true });
   await page.screenshot({ path, fullPage: true });
 }

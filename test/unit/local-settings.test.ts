@@ -122,7 +122,8 @@ describe('where the CLI sends things', () => {
     writeStack(process.pid);
     expect(resolveSettingsSource({}, dir)).toMatchObject({ apiUrl: 'http://127.0.0.1:7999/api', env: { ServiceBusConnection: 'from-stack' } });
     rmSync(join(dir, '.georeg'), { recursive: true });
-    writeStack(spawnSync(process.execPath, ['-e', '']).pid!);
+    // A process that has ended (`node --version` ends before starting a script: ~20 ms, not ~150).
+    writeStack(spawnSync(process.execPath, ['--version']).pid!);
     expect(resolveSettingsSource({}, dir)).toMatchObject({ apiUrl: 'http://127.0.0.1:7071/api', env: { ServiceBusConnection: 'from-file' } });
   });
 });

@@ -16,7 +16,7 @@ import { startSubscriber, type Received, type Subscriber } from './subscriber';
 
 /**
  * Regional webhooks end to end: Azurite, the Service Bus emulator through the real SDK, the local
- * host, and real HTTP subscribers on 127.0.0.1. Retry delays are short (200 ms base) and the
+ * host, and real HTTP subscribers on 127.0.0.1. Retry delays are short (50 ms base) and the
  * attempt timeout 1 s so the retry paths run in seconds; nothing asserts a timing.
  */
 
@@ -35,7 +35,7 @@ beforeAll(async () => {
     log: silentLogger,
     settings: {
       GEOREG_WEBHOOK_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
-      GEOREG_WEBHOOK_RETRY_BASE_MS: '200',
+      GEOREG_WEBHOOK_RETRY_BASE_MS: '50',
       GEOREG_WEBHOOK_RETRY_MAX_MS: '1000',
       GEOREG_WEBHOOK_TIMEOUT_MS: '1000',
     },
