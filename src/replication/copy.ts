@@ -135,25 +135,27 @@ export function copyBlob(request: CopyBlobRequest): Promise<CopyResult> {
 }
 
 async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
-  const { source, target, digest, expectedSize, signal } = request;
+  const { source, target, digest, signal } = request;
   const started = performance.now();
   parseDigest(digest);
-  const sourceProps = await source.blobProperties(digest);
-  if (!sourceProps) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
-  if (sourceProps.size !== expectedSize) {
-    throw new BlobSizeMismatchError(digest, expectedSize, sourceProps.size, source.region, 'the home region holds a different blob than the manifest describes; nothing was copied');
-  }
+  // The source is asked about (one HEAD) only when needed: by the primitives that use its
+  // properties (block ranges, a commit's content type), and after a copy failed or came out the
+  // wrong size, to name a missing or different home blob as the cause. A server-side copy that
+  // succeeds reads the source itself, and the target's check below covers the rest.
+  let sourceProps: BlobProperties | undefined;
+  const checkedSource = async () => (sourceProps ??= await homeBlob(request));
 
   const key = `${source.url} -> ${target.url}`;
-  const candidates = request.methods ?? (expectedSize <= PUT_BLOB_FROM_URL_MAX_BYTES ? ['put-blob-from-url', 'copy-blob', 'stream'] : ['put-block-from-url', 'copy-blob', 'stream']);
+  const candidates = request.methods ?? (request.expectedSize <= PUT_BLOB_FROM_URL_MAX_BYTES ? ['put-blob-from-url', 'copy-blob', 'stream'] : ['put-block-from-url', 'copy-blob', 'stream']);
   const fellBackFrom: CopyMethod[] = [];
   let ifAbsent = request.ifAbsent ?? false;
   for (let i = 0; i < candidates.length; i++) {
     const method = candidates[i];
     if (method !== 'stream' && !request.methods && isUnsupported(key, method)) continue;
     signal?.throwIfAborted();
+    const checkedBefore = sourceProps !== undefined;
     try {
-      await run(method, { ...request, ifAbsent }, sourceProps);
+      await run(method, { ...request, ifAbsent }, checkedSource);
     } catch (e) {
       if (e instanceof TargetExists) {
         const there = await existingTarget(request);
@@ -163,17 +165,42 @@ async function copyOneBlob(request: CopyBlobRequest): Promise<CopyResult> {
         i -= 1;
         continue;
       }
+      // Already the home blob's own error (see homeBlob), or the copy's verdict on its content.
+      if ((e as Error)?.name === 'AbortError' || e instanceof SourceBlobMissingError || e instanceof DigestMismatchError) throw e;
+      // A source missing (or of another size) is the cause, whatever the primitive answered. One
+      // deleted since an earlier check also reads as CannotVerifyCopySource: not a capability.
+      if (checkedBefore) {
+        if (e instanceof UnsupportedPrimitive && !(await source.blobProperties(digest))) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
+      } else {
+        await checkedSource();
+      }
       if (!(e instanceof UnsupportedPrimitive)) throw e;
-      // A source deleted since the HEAD above also reads as CannotVerifyCopySource: not a capability.
-      if (!(await source.blobProperties(digest))) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
       markUnsupported(key, method);
       fellBackFrom.push(method);
       continue;
     }
-    const properties = await verifyTarget(method, request);
+    let properties: BlobProperties;
+    try {
+      properties = await verifyTarget(method, request);
+    } catch (e) {
+      // A server-side copy the wrong size (now deleted) copied a home blob of that size.
+      if (e instanceof BlobSizeMismatchError && sourceProps === undefined) await checkedSource();
+      throw e;
+    }
     return { method, bytes: properties.size, durationMs: Math.round(performance.now() - started), blobType: properties.blobType, fellBackFrom, existed: false };
   }
   throw new RegionStorageError(`no copy method worked for ${digest} from ${source.region} to ${target.region} (tried ${fellBackFrom.join(', ') || 'none'}; allowed ${candidates.join(', ')})`);
+}
+
+/** The home blob's properties; throws when it is missing or not the size the descriptor says. */
+async function homeBlob(request: CopyBlobRequest): Promise<BlobProperties> {
+  const { source, digest, expectedSize } = request;
+  const props = await source.blobProperties(digest);
+  if (!props) throw new SourceBlobMissingError(digest, source.region, source.copyAccess(digest).path);
+  if (props.size !== expectedSize) {
+    throw new BlobSizeMismatchError(digest, expectedSize, props.size, source.region, 'the home region holds a different blob than the manifest describes; nothing was copied');
+  }
+  return props;
 }
 
 export interface CopyProgress {
@@ -245,8 +272,8 @@ function primitiveUnsupported(e: unknown): boolean {
   return statusOf(e) === 501 || code === 'NotImplemented' || code === 'APINotImplemented' || code === 'FeatureNotSupported' || code === 'CannotVerifyCopySource';
 }
 
-async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: BlobProperties): Promise<void> {
-  const { source, target, digest } = request;
+async function run(method: CopyMethod, request: CopyBlobRequest, homeProps: () => Promise<BlobProperties>): Promise<void> {
+  const { target, digest } = request;
   const attempt = async (what: string, fn: () => Promise<void>) => {
     try {
       await fn();
@@ -255,21 +282,25 @@ async function run(method: CopyMethod, request: CopyBlobRequest, sourceProps: Bl
       if (primitiveUnsupported(e)) throw new UnsupportedPrimitive(method);
       if (e instanceof RegionStorageError || e instanceof DigestMismatchError || e instanceof SourceBlobMissingError) throw e;
       if ((e as Error)?.name === 'AbortError') throw e;
-      throw new RegionStorageError(`${what} of ${digest} from ${source.region} to ${target.region} failed`, e);
+      throw new RegionStorageError(`${what} of ${digest} from ${request.source.region} to ${target.region} failed`, e);
     }
   };
   switch (method) {
     case 'put-blob-from-url':
       return attempt('Put Blob From URL', async () => {
-        const url = await source.readUrl(digest, SOURCE_SAS_TTL_MS);
+        const url = await request.source.readUrl(digest, SOURCE_SAS_TTL_MS);
         await target.copyAccess(digest).putFromUrl(url, request.signal, { ifAbsent: request.ifAbsent });
       });
-    case 'put-block-from-url':
+    case 'put-block-from-url': {
+      const sourceProps = await homeProps();
       return attempt('Put Block From URL', () => putBlocksFromUrl(request, sourceProps));
+    }
     case 'copy-blob':
       return attempt('Copy Blob', () => copyBlobAsync(request));
-    case 'stream':
+    case 'stream': {
+      const sourceProps = await homeProps();
       return attempt('stream copy', () => streamCopy(request, sourceProps));
+    }
   }
 }
 

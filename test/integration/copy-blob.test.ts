@@ -142,6 +142,11 @@ describe('copyBlob requests', () => {
     expect(methods).toEqual(['PUT', 'GET']);
   });
 
+  it('a server-side copy that succeeds asks the home account nothing: the copy reads the source, the read-back checks it', async () => {
+    const { digest, data } = await layer(2048);
+    expect(await requestsTo('westus', () => copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: true, methods: ['copy-blob'] }))).toEqual([]);
+  });
+
   it('an unverified server-side copy checks the size with one HEAD', async () => {
     const { digest, data } = await layer(1024);
     const methods = await requestsTo(east, () => copyBlob({ source: west, target: east, digest, expectedSize: data.length, verifyDigest: false, methods: ['copy-blob'] }));
