@@ -6,6 +6,7 @@ import { EVENTS_MEDIA_TYPE, pushEnvelope } from '../../src/notifications/sender'
 import { writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { isFinished, StatusStore, type RegionStatus } from '../../src/replication/status';
 import { eventually } from './eventually';
+import { onSettlement } from './stack';
 
 /** Test helpers over a running local stack: push like a registry does, wait for regions to settle. */
 
@@ -58,7 +59,7 @@ export async function pushCorruptImage(stack: Stack, repository: string, seed: s
 export async function settled(stack: Stack, pushId: string, regions: readonly string[], timeoutMs = 30_000): Promise<RegionStatus[]> {
   const store = new StatusStore(stack.runtime.state);
   const mine = async () => ((await store.push(pushId))?.regions ?? []).filter((r) => regions.includes(r.region));
-  return eventually(mine, (found) => found.length === regions.length && found.every((r) => isFinished(r.state)), { what: `push ${pushId} to settle in ${regions.join(', ')}`, timeout: timeoutMs });
+  return eventually(mine, (found) => found.length === regions.length && found.every((r) => isFinished(r.state)), { what: `push ${pushId} to settle in ${regions.join(', ')}`, timeout: timeoutMs, ...woken(stack) });
 }
 
 /**
@@ -81,5 +82,15 @@ export async function drained(stack: Stack, regions: readonly string[], timeoutM
     counts[webhookQueue] = q.activeMessageCount + q.scheduledMessageCount;
     return counts;
   };
-  await eventually(held, (counts) => Object.values(counts).every((n) => n === 0), { what: 'the broker to hold no job or delivery', timeout: timeoutMs });
+  await eventually(held, (counts) => Object.values(counts).every((n) => n === 0), { what: 'the broker to hold no job or delivery', timeout: timeoutMs, ...woken(stack) });
+}
+
+/**
+ * A wait on a test stack reads again when its host settles an invocation (a job records its status
+ * before its message is settled), and otherwise every 250 ms: for what settles elsewhere, e.g. in
+ * a second host a test started. A stack started otherwise is polled every 50 ms.
+ */
+function woken(stack: Stack): { wake?: (wakeUp: () => void) => () => void; interval?: number } {
+  const wake = onSettlement(stack);
+  return wake ? { wake, interval: 250 } : {};
 }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll } from 'vitest';
 import { StateStore } from '../../src/storage/state-store';
@@ -14,8 +15,35 @@ export type { Stack };
  * When the stack closes, every container in its accounts is deleted before the accounts go back to
  * the pool: the next stack starts from empty accounts, as with an Azurite of its own.
  */
-export function startStack(options: StackOptions): Promise<Stack> {
-  return startOwnStack({ accounts: storageAccounts, ...options });
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const events = new EventEmitter().setMaxListeners(0);
+  const onSettled = options.host?.onSettled;
+  const stack = await startOwnStack({
+    accounts: storageAccounts,
+    ...options,
+    host: { ...options.host, onSettled: (s) => (onSettled?.(s), events.emit('settled', s)) },
+  });
+  settlements.set(stack, events);
+  return stack;
+}
+
+/** Each test stack's host settlements (every Service Bus and timer invocation it settled). */
+const settlements = new WeakMap<Stack, EventEmitter>();
+
+/**
+ * Calls `listener` after each invocation the stack's host settles (a job, a delivery, a timer run):
+ * the positive signal a wait on the pipeline's state wakes on (`eventually`'s `wake`). Returns the
+ * unsubscribe; undefined for a stack not started here (then poll).
+ */
+export function onSettlement(stack: Stack): ((listener: () => void) => () => void) | undefined {
+  const events = settlements.get(stack);
+  return (
+    events &&
+    ((listener) => {
+      events.on('settled', listener);
+      return () => events.off('settled', listener);
+    })
+  );
 }
 
 /** Accounts the shared Azurite has; more than the busiest file holds at once (six stacks of five). */
