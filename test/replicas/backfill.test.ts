@@ -2,13 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/common/log';
 import { forEachLimit } from '../../src/common/pool';
 import { startLocalHost, type SettledInvocation } from '../../src/local/host';
-import { startStack, type Stack } from '../../src/local/stack';
 import type { ReplicaView } from '../../src/replicas/admin-api';
 import type { BackfillOutcome } from '../../src/replicas/backfill';
 import type { JobOutcome } from '../../src/replication/replicate';
 import { writeImage } from '../../src/registry/writer';
 import { eventually } from '../support/eventually';
 import { generated } from '../support/images';
+import { startStack, type Stack } from '../support/stack';
 
 /**
  * Back-fill as queued work (src/replicas/backfill.ts) on the real stack: `replication create`
@@ -93,8 +93,10 @@ describe('back-fill as queued work', () => {
     expect(run.done.jobs).toBe(TAGS);
     expect(run.planning.complete).toBe(true);
     // Several pages, each planned once (page n+1 is sent by page n, then both plan side by side).
-    const planned = settled.filter((s) => s.function === 'backfill' && (s.outcome as BackfillOutcome).outcome === 'completed' && (s.outcome as { skipped?: string }).skipped === undefined);
-    const pages = planned.map((s) => (s.outcome as { page: number }).page);
+    // A page's invocation settles after the jobs it sent, which may finish the run first: wait for every page the run counts.
+    const plannedPages = async () =>
+      settled.filter((s) => s.function === 'backfill' && (s.outcome as BackfillOutcome).outcome === 'completed' && (s.outcome as { skipped?: string }).skipped === undefined).map((s) => (s.outcome as { page: number }).page);
+    const pages = await eventually(plannedPages, (p) => p.length >= run.planning.pages, { what: 'every page the run counts to settle' });
     expect(pages.length).toBeGreaterThan(3);
     expect([...pages].sort((a, b) => a - b)).toEqual(pages.map((_, i) => i));
     expect(run.planning).toMatchObject({ pages: pages.length, last: pages.length - 1 });
