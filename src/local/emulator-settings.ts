@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { RegionName } from '../config/settings';
-import { DEFAULT_HOME, DEFAULT_REPLICAS } from './stack';
+import { DEFAULT_HOME, DEFAULT_REPLICAS } from './topology';
 
 /**
  * What `npm run emulators` writes into local.settings.json so that `npx georeg serve` (or

@@ -5,7 +5,7 @@ import { loadTopologyFile, startServiceBusEmulator } from 'servicebus-emulator';
 import { LOCAL_SETTINGS_FILE } from '../config/local-settings';
 import { startAzurite } from './azurite';
 import { emulatorRegions, withEmulatorConnections, type LocalSettingsJson } from './emulator-settings';
-import { defaultTopologyPath, replicationTopology } from './stack';
+import { defaultTopologyPath, replicationTopology } from './topology';
 
 /**
  * `npm run emulators`: Azurite (devstoreaccount1 for AzureWebJobsStorage, plus one account per

@@ -78,6 +78,7 @@ export interface LocalHostOptions {
   /**
    * A batch trigger's (cardinality many) receive: how long it waits for a first message, and then
    * for more to fill the batch (default 1 s; the SDK waits at most 1 s after the first message).
+   * A stop waits for the receive under way, so this is also how long closing the host can take.
    */
   batchWaitMs?: number;
   /** Awaited before each replication job is handled (tests hold a region's jobs with it; a throw abandons the job). */
@@ -251,13 +252,11 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     if (binding.cardinality === 'many') {
       // Batches, settled as a whole by the invocation's result (the SDK-type binding is per message).
       let stopped = false;
-      // A stop aborts the receive it finds waiting, rather than waiting out its maxWaitTime.
-      const stopping = new AbortController();
       const loop = (async () => {
         while (!stopped) {
           let batch: ServiceBusReceivedMessage[] = [];
           try {
-            batch = await receiver.receiveMessages(32, { maxWaitTimeInMs: options.batchWaitMs ?? 1000, abortSignal: stopping.signal });
+            batch = await receiver.receiveMessages(32, { maxWaitTimeInMs: options.batchWaitMs ?? 1000 });
             if (!batch.length) continue;
             const context = invocationContext(registration, batchMetadata(batch), log);
             const outcome = await hostInvocation(context, { runtime: rt }, () => registration.handler(batch.map((m) => m.body), context));
@@ -270,8 +269,10 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
           }
         }
       })();
-      // The loop ends at once (or after the batch it is handling); the receiver closes after it (closing under a pending receive stalls it).
-      receiving.push({ registration, region, entity, receiver, stop: async () => { stopped = true; stopping.abort(); await loop; await receiver.close(); } });
+      // The loop ends within one receive's wait (batchWaitMs); the receiver closes after it (closing
+      // under a pending receive stalls it, and aborting one would leave its credit to lock messages
+      // that arrive before the close until their locks expire).
+      receiving.push({ registration, region, entity, receiver, stop: async () => { stopped = true; await loop; await receiver.close(); } });
       return;
     }
 

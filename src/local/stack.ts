@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { loadTopologyFile, startServiceBusEmulator, type Topology } from 'servicebus-emulator';
+import { loadTopologyFile, startServiceBusEmulator } from 'servicebus-emulator';
 import type { Logger } from '../common/log';
 import { loadSettings, type Settings } from '../config/settings';
 import { createRuntime, type Runtime } from '../runtime';
 import { startAzurite } from './azurite';
 import { startLocalHost, type LocalHost, type LocalHostOptions } from './host';
+import { DEFAULT_HOME, DEFAULT_REPLICAS, defaultTopologyPath, replicationTopology } from './topology';
 
 /**
  * The embedded stack: Azurite with one storage account per region, the Service Bus emulator with
@@ -13,8 +13,7 @@ import { startLocalHost, type LocalHost, type LocalHostOptions } from './host';
  * Azure account. Used by `npm start`, the integration tests and the benchmarks.
  */
 
-export const DEFAULT_HOME = 'westus';
-export const DEFAULT_REPLICAS = ['eastus', 'canadacentral', 'westeurope'];
+export { DEFAULT_HOME, DEFAULT_REPLICAS, defaultTopologyPath, replicationTopology } from './topology';
 
 export interface StackOptions {
   home?: string;
@@ -105,27 +104,4 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await azurite.close().catch(() => {});
     throw e;
   }
-}
-
-/** georeg's Service Bus entities, in the emulator's Config.json shape (Microsoft's emulator reads the same file). */
-export const defaultTopologyPath = join(__dirname, '..', '..', 'config', 'servicebus-emulator.json');
-
-/**
- * georeg's topology file with one subscription per replica region: each copies the properties and
- * rule of the file's first subscription, with the region name substituted.
- */
-export function replicationTopology(file: Topology, replicas: string[]): Topology {
-  const copy = JSON.parse(JSON.stringify(file)) as Topology;
-  for (const ns of copy.UserConfig.Namespaces) {
-    for (const topic of ns.Topics ?? []) {
-      if (topic.Name !== 'replication' || !topic.Subscriptions?.length) continue;
-      const template = topic.Subscriptions[0];
-      topic.Subscriptions = replicas.map((region) => ({
-        ...template,
-        Name: region,
-        Rules: (template.Rules ?? []).map((rule) => ({ ...rule, Properties: JSON.parse(JSON.stringify(rule.Properties).replaceAll(`'${template.Name}'`, `'${region}'`)) })),
-      }));
-    }
-  }
-  return copy;
 }

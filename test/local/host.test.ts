@@ -191,7 +191,8 @@ describe('closing the host', () => {
     });
     const sender = sb.createSender(queue);
     const drainHost = async (grace: number, id: string) => {
-      const host = await startLocalHost(stack.runtime, { port: 0, log, regions: [], env: stack.env, shutdownGraceMs: grace });
+      // The batch trigger registered above runs here too: its receive waits 100 ms, so closing does not wait 1 s for it.
+      const host = await startLocalHost(stack.runtime, { port: 0, log, regions: [], env: stack.env, shutdownGraceMs: grace, batchWaitMs: 100 });
       await sender.sendMessages({ body: {}, messageId: id });
       await expect.poll(() => started.includes(id), { timeout: 15_000 }).toBe(true);
       return host;

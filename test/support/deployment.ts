@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTopologyFile, startServiceBusEmulator, type ServiceBusEmulator } from 'servicebus-emulator';
-import { defaultTopologyPath, replicationTopology, type StackAccounts } from '../../src/local/stack';
+import type { StackAccounts } from '../../src/local/stack';
+import { defaultTopologyPath, replicationTopology } from '../../src/local/topology';
 import { regionStorageFrom, type RegionStorage } from '../../src/storage/region-storage';
 import { storageAccounts } from './stack';
 
