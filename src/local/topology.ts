@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Topology } from 'servicebus-emulator';
 
 /**
@@ -10,8 +11,20 @@ import type { Topology } from 'servicebus-emulator';
 export const DEFAULT_HOME = 'westus';
 export const DEFAULT_REPLICAS = ['eastus', 'canadacentral', 'westeurope'];
 
-/** georeg's Service Bus entities, in the emulator's Config.json shape (Microsoft's emulator reads the same file). */
-export const defaultTopologyPath = join(__dirname, '..', '..', 'config', 'servicebus-emulator.json');
+/**
+ * georeg's Service Bus entities, in the emulator's Config.json shape (Microsoft's emulator reads the
+ * same file): `config/` at the repository's root, found from here whether this runs as source
+ * (src/local), compiled by `npm run build` (dist/src/local) or bundled.
+ */
+export const defaultTopologyPath = nearestAbove(__dirname, join('config', 'servicebus-emulator.json'));
+
+function nearestAbove(from: string, file: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, file))) return join(dir, file);
+    // Not found: the path from the source tree, so the error that follows names where it belongs.
+    if (dirname(dir) === dir) return join(from, '..', '..', file);
+  }
+}
 
 /**
  * georeg's topology file with one subscription per replica region: each copies the properties and
