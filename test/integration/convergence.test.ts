@@ -69,10 +69,17 @@ async function notify(envelope: unknown) {
   return res.body as { pushes: Array<{ pushId: string }>; problems: Array<{ reason: string; eventId?: string; description: string }> };
 }
 
+/**
+ * The blobs written to home (digest → size): a registry pushing an image again mounts what it holds,
+ * and nothing here deletes blob data (deletes remove links), so they are not asked about again.
+ */
+const inHome = new Map<string, number>();
+
 /** Writes the image to home under `tag` (as a registry push does) and notifies; returns the push id. */
 async function pushTo(image: ImageToWrite, tag: string): Promise<string> {
   const tagged = { ...image, tag };
-  await writeImage(home(), tagged);
+  await writeImage(home(), tagged, undefined, { present: inHome });
+  for (const b of [...image.blobs, ...image.manifests]) inHome.set(b.digest, b.size);
   return (await notify(envelopeFor(tagged))).pushes[0].pushId;
 }
 
