@@ -9,7 +9,7 @@ import { deleteEnvelope } from '../../src/notifications/sender';
 import { deleteManifest, deleteTag, writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { ProblemStore } from '../../src/replication/problems';
 import type { JobOutcome } from '../../src/replication/replicate';
-import { isFinished, StatusStore } from '../../src/replication/status';
+import { isFinished, StatusStore, type RegionState } from '../../src/replication/status';
 import type { LinkSpec } from '../../src/storage/paths';
 import type { RegionStorage } from '../../src/storage/region-storage';
 import { rawContainer } from '../support/raw-storage';
@@ -91,34 +91,49 @@ function d3TagDelete(repository: string, tag: string) {
 }
 
 /**
- * Waits until every push is finished in every region. A push seen finished is not read again
- * (each read is three storage requests, and the randomized test waits on dozens of pushes at
- * once), and once all were, all are read again: the wait ends only on a pass that finds every
- * push finished.
+ * Waits until every push is finished in every region. Each push is read once (its record and its
+ * regions' statuses: three requests); after that, a region's status is read again only when one of
+ * that push's jobs for the region settles (a job writes its status before the host settles its
+ * message: `settledJobs`, whose message ids start with the push id). One request per job instead
+ * of three per push at every poll, with dozens of pushes waited on at once.
  */
 async function waitFinished(pushIds: readonly string[], timeout = 60_000) {
   const store = new StatusStore(stack.runtime.state);
-  let open = [...pushIds];
-  const poll = (ids: () => readonly string[]) =>
-    expect
-      .poll(
-        async () => {
-          const asked = ids();
-          const pending = await Promise.all(
-            asked.map(async (id) => {
-              const found = await store.push(id);
-              if (!found) return [`${id}: not recorded`];
-              return found.regions.filter((r) => !isFinished(r.state)).map((r) => `${id}@${r.region}:${r.state}`);
-            }),
-          );
-          open = asked.filter((_, i) => pending[i].length);
-          return pending.flat();
-        },
-        { timeout, interval: 100 },
-      )
-      .toEqual([]);
-  await poll(() => open);
-  await poll(() => pushIds);
+  /** What is not finished yet: `<push>@<region>` → its state, or `<push>` → not recorded. */
+  const pending = new Map<string, string>();
+  const readPush = async (id: string) => {
+    const found = await store.push(id);
+    if (!found) return void pending.set(id, 'not recorded');
+    pending.delete(id);
+    for (const r of found.regions) note(id, r.region, r.state);
+  };
+  const note = (id: string, region: string, state: RegionState | undefined) => {
+    if (state && isFinished(state)) pending.delete(`${id}@${region}`);
+    else pending.set(`${id}@${region}`, state ?? 'pending');
+  };
+  let settledSeen = settledJobs.length;
+  await Promise.all(pushIds.map(readPush));
+  await expect
+    .poll(
+      async () => {
+        const stale = new Set<string>();
+        for (const job of settledJobs.slice(settledSeen)) {
+          const id = pushIds.find((p) => job.messageId.startsWith(`${p}:`));
+          if (id && pending.has(`${id}@${job.region}`)) stale.add(`${id}@${job.region}`);
+        }
+        settledSeen = settledJobs.length;
+        await Promise.all([
+          ...[...pending.keys()].filter((k) => !k.includes('@')).map(readPush),
+          ...[...stale].map(async (key) => {
+            const [id, region] = key.split('@');
+            note(id, region, (await store.region(id, region))?.state);
+          }),
+        ]);
+        return [...pending].map(([key, state]) => `${key}:${state}`);
+      },
+      { timeout, interval: 100 },
+    )
+    .toEqual([]);
 }
 
 describe('convergence', () => {
