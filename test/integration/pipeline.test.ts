@@ -127,9 +127,12 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
     expect(b.body.pushes[0].pushId).toBe(a.body.pushes[0].pushId);
     expect(b.body.pushes[0].duplicate).toBe(true);
     const regions = await settled(a.body.pushes[0].pushId);
+    const jobIds: string[] = a.body.pushes[0].jobs.map((j: { jobId: string }) => j.jobId);
+    // The host records a settlement once the broker has acknowledged it, which can be after the
+    // broker shows the message gone: wait for the records before counting them.
+    await expect.poll(() => jobIds.every((id) => outcomes.some((o) => o.messageId === id)), { timeout: 15_000 }).toBe(true);
     // Once the broker holds nothing for the regions, a second copy would have been handled.
     await drained(stack, REPLICAS);
-    const jobIds = a.body.pushes[0].jobs.map((j: { jobId: string }) => j.jobId);
     for (const jobId of jobIds) expect(outcomes.filter((o) => o.messageId === jobId)).toHaveLength(1);
     for (const r of regions) expect(r.attempts).toBe(1);
   });
