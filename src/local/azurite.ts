@@ -105,6 +105,36 @@ export async function startAzurite(options: AzuriteOptions): Promise<Azurite> {
     `{ const U = require(${JSON.stringify(join(dirname(main), 'generated', 'utils', 'utils.js'))}), T = require(${JSON.stringify(uriTemplates)}), parsed = new Map();`,
     `  U.isURITemplateMatch = (url, template) => { let t = parsed.get(template); if (!t) parsed.set(template, (t = T(template)));`,
     `    const r = t.fromUri(url, { strict: true }); if (r === undefined) return false; for (const k in r) if (Object.prototype.hasOwnProperty.call(r, k) && r[k] === '') return false; return true; }; }`,
+    // Azurite finds a request's operation by trying all 72 of its specifications in turn. Those
+    // with another HTTP method, or another constant \`comp\` or \`restype\` query parameter, can never
+    // match: the loop now tries only the others (the list kept per method, comp and restype), in
+    // the same order, so the same operation wins. Dispatch was ~5% of Azurite's CPU per request.
+    // Patched in its source text: when Azurite changes that loop, the text is not found and its
+    // own module runs unchanged.
+    `{ const file = ${JSON.stringify(join(dirname(main), 'generated', 'middleware', 'dispatch.middleware.js'))}, M = require('node:module'), src = require('node:fs').readFileSync(file, 'utf8');`,
+    `  const loop = 'for (const key in operation_1.default) {\\n        if (operation_1.default.hasOwnProperty(key)) {\\n            const operation = parseInt(key, 10);';`,
+    `  const candidates = \`const candidatesByKey = new Map();`,
+    `function candidates(req) {`,
+    `  const x = req.getHeader("X-HTTP-Method"); let method = req.getMethod();`,
+    `  if (x && x.length > 0) { const v = x.trim(); if (v === "GET" || v === "MERGE" || v === "PATCH" || v === "DELETE") method = v; }`,
+    `  const comp = req.getQuery("comp"), restype = req.getQuery("restype"), key = method + "|" + comp + "|" + restype;`,
+    `  let ops = candidatesByKey.get(key);`,
+    `  if (ops) return ops;`,
+    `  ops = [];`,
+    `  for (const k in operation_1.default) {`,
+    `    if (!operation_1.default.hasOwnProperty(k)) continue;`,
+    `    const op = parseInt(k, 10), spec = specifications_1.default[op];`,
+    `    if (spec === undefined || spec.httpMethod !== method) continue;`,
+    `    const fixed = (spec.queryParameters || []).filter((p) => p.mapper.required && p.mapper.isConstant);`,
+    `    if (fixed.some((p) => (p.mapper.serializedName === "comp" && p.mapper.defaultValue !== comp) || (p.mapper.serializedName === "restype" && p.mapper.defaultValue !== restype))) continue;`,
+    `    ops.push(op);`,
+    `  }`,
+    `  if (candidatesByKey.size > 1000) candidatesByKey.clear();`,
+    `  candidatesByKey.set(key, ops);`,
+    `  return ops;`,
+    `}\`;`,
+    `  if (src.includes(loop)) { const m = new M(file, module); m.filename = file; m.paths = M._nodeModulePaths(require('node:path').dirname(file));`,
+    `    m._compile(src.replace(loop, 'for (const operation of candidates(req)) {\\n        {') + '\\n' + candidates, file); m.loaded = true; require.cache[file] = m; } }`,
     // Azurite gives every request an id (uuid 3's v4), which asked the OS for 16 random bytes each
     // time: 0.7 of an Azurite's 25 CPU-s in a test run. Its random source now draws them from a
     // 4 KiB buffer refilled from the same crypto.randomBytes; the ids are as random as before.
