@@ -3,7 +3,7 @@ import { ServiceBusClient, type ServiceBusAdministrationClient, type ServiceBusS
 import { createAdministrationClient } from './bus/admin';
 import type { MessageActions } from './bus/settlement';
 import { replicationJobMessage } from './bus/messages';
-import { DefaultAzureCredential } from '@azure/identity';
+import { defaultAzureCredential } from './common/identity';
 import type { Logger } from './common/log';
 import { loadSettings, type Settings } from './config/settings';
 import type { PushDeps } from './replication/push';
@@ -58,7 +58,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
   const home = regions.get(settings.homeRegion.name)!;
   const bus = settings.serviceBus.connectionString
     ? new ServiceBusClient(settings.serviceBus.connectionString)
-    : new ServiceBusClient(settings.serviceBus.fullyQualifiedNamespace!, new DefaultAzureCredential());
+    : new ServiceBusClient(settings.serviceBus.fullyQualifiedNamespace!, defaultAzureCredential());
   // Every message georeg sends carries the trace it was sent in.
   const replicationSender = tracedSender(bus.createSender(settings.serviceBus.replicationTopic));
   const webhookSender = tracedSender(bus.createSender(settings.serviceBus.webhookQueue));
@@ -77,7 +77,7 @@ export async function createRuntime(settings: Settings = loadSettings()): Promis
     busAdmin() {
       admin ??= settings.serviceBus.connectionString
         ? createAdministrationClient(settings.serviceBus.connectionString)
-        : createAdministrationClient({ fullyQualifiedNamespace: settings.serviceBus.fullyQualifiedNamespace!, credential: new DefaultAzureCredential() });
+        : createAdministrationClient({ fullyQualifiedNamespace: settings.serviceBus.fullyQualifiedNamespace!, credential: defaultAzureCredential() });
       return admin!;
     },
     async close() {

@@ -1,5 +1,5 @@
 import type { ServiceBusAdministrationClient } from '@azure/service-bus';
-import { DefaultAzureCredential } from '@azure/identity';
+import { defaultAzureCredential } from '../common/identity';
 import { createAdministrationClient } from '../bus/admin';
 import { regionSubscriptionProblem } from '../bus/subscriptions';
 import { loadSettings, SettingsError, type Settings } from '../config/settings';
@@ -204,7 +204,7 @@ async function checkBus(settings: Settings, regions: Replica[], report: Report):
     const options = { retryOptions: { maxRetries: 1, retryDelayInMs: 500 } };
     admin = settings.serviceBus.connectionString
       ? createAdministrationClient(settings.serviceBus.connectionString, options)
-      : createAdministrationClient({ fullyQualifiedNamespace: settings.serviceBus.fullyQualifiedNamespace!, credential: new DefaultAzureCredential() }, options);
+      : createAdministrationClient({ fullyQualifiedNamespace: settings.serviceBus.fullyQualifiedNamespace!, credential: defaultAzureCredential() }, options);
     if (!(await admin.topicExists(topic))) {
       report('service bus', 'fail', `topic "${topic}" is missing in ${namespace}: deploy infra/main.bicep, or add it to the emulator's Config.json (GEOREG_REPLICATION_TOPIC names it)`);
       return;

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { format } from 'node:util';
 import { HttpRequest, HttpResponse, InvocationContext, type FunctionTrigger, type HttpResponseInit, type Timer } from '@azure/functions';
-import { DefaultAzureCredential } from '@azure/identity';
+import { defaultAzureCredential } from '../common/identity';
 import { ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusReceiver } from '@azure/service-bus';
 import { Cron } from 'croner';
 import type { MessageActions } from '../bus/settlement';
@@ -205,7 +205,7 @@ export async function startLocalHost(rt: Runtime, options: LocalHostOptions): Pr
     const key = connectionString ?? namespace!;
     let client = clients.get(key);
     if (!client) {
-      client = connectionString ? new ServiceBusClient(connectionString) : new ServiceBusClient(namespace!, new DefaultAzureCredential());
+      client = connectionString ? new ServiceBusClient(connectionString) : new ServiceBusClient(namespace!, defaultAzureCredential());
       clients.set(key, client);
     }
     return client;

@@ -1,6 +1,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import type { TokenCredential } from '@azure/identity';
+import { defaultAzureCredential } from '../common/identity';
 import { BlobServiceClient, newPipeline, type RequestPolicyFactory, type StorageRetryOptions } from '@azure/storage-blob';
 import { assertHostAllowed, safeLookup, type AddressPolicy } from '../common/address-safety';
 
@@ -46,7 +47,7 @@ function unguardedClient(access: AccountAccess, what: string): BlobServiceClient
     }
   }
   if (access.accountUrl) {
-    return new BlobServiceClient(access.accountUrl, access.credential ?? new DefaultAzureCredential(), { retryOptions });
+    return new BlobServiceClient(access.accountUrl, access.credential ?? defaultAzureCredential(), { retryOptions });
   }
   throw new Error(`${what}: give a storage connection string or an account URL (https://<account>.blob.core.windows.net)`);
 }
