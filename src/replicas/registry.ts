@@ -3,7 +3,7 @@ import type { Region, Settings } from '../config/settings';
 import { storageEndpoint, storageIdentity, StorageEndpointError, storageTargets } from '../storage/endpoint';
 import { statePaths } from '../storage/paths';
 import { regionStorageFrom, type RegionStorage } from '../storage/region-storage';
-import { StateSchemaError, type StateStore } from '../storage/state-store';
+import type { StateStore } from '../storage/state-store';
 import { ReplicaRecord, type ReplicaStatus, type ReplicaStorage } from './definition';
 
 /**
@@ -199,19 +199,8 @@ export class ReplicaRegistry {
   }
 
   private async records(): Promise<Map<string, ReplicaRecord>> {
-    const names = await this.state.list(statePaths.replicasPrefix());
-    const out = new Map<string, ReplicaRecord>();
-    await Promise.all(
-      names.map(async (n) => {
-        try {
-          const r = (await this.state.get(n, ReplicaRecord))?.value;
-          if (r) out.set(r.name, r);
-        } catch (e) {
-          // A record edited by hand must not stop every push: it is reported where it is listed.
-          if (!(e instanceof StateSchemaError)) throw e;
-        }
-      }),
-    );
-    return out;
+    // A record edited by hand must not stop every push: it is reported where it is listed.
+    const records = await this.state.listDocuments(statePaths.replicasPrefix(), ReplicaRecord);
+    return new Map(records.map((r) => [r.value.name, r.value]));
   }
 }

@@ -48,6 +48,14 @@ export interface StateStoreOptions {
 
 type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
 
+/** A listing reports ETags bare, a read's header quoted. */
+function sameEtag(a: string, b: string): boolean {
+  return a.replace(/"/g, '') === b.replace(/"/g, '');
+}
+
+/** Documents `listDocuments` read in this process, by container URL and name: the ETag read at, the value, the schema it was parsed with. */
+const documentsRead = new Map<string, { value: unknown; etag: string; schema: Schema<unknown> }>();
+
 export class StateStore {
   private readonly maxUpdateAttempts: number;
 
@@ -179,6 +187,37 @@ export class StateStore {
       throw new StateUnavailableError(`cannot list state documents under ${prefix}`, e);
     }
     return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * Every document under `prefix` that parses, with its ETag, sorted by name: one listing, and a
+   * read only of a document this process has not read at the ETag the listing reports (every push
+   * lists the replica records, every replication job the webhooks; they rarely change). A document
+   * that does not parse (edited by hand, written by another version) is reported to `onInvalid`
+   * and left out. The values are shared between callers: never change them in place.
+   */
+  async listDocuments<T>(prefix: string, schema: Schema<T>, onInvalid: (error: StateSchemaError) => void = () => {}): Promise<Array<{ name: string; value: T; etag: string }>> {
+    const listed = await this.listVersions(prefix);
+    const scope = `${this.container.url}\n`;
+    const names = new Set(listed.map((l) => scope + l.name));
+    for (const key of documentsRead.keys()) if (key.startsWith(scope + prefix) && !names.has(key)) documentsRead.delete(key);
+    const found = await Promise.all(
+      listed.map(async ({ name, etag }) => {
+        const known = documentsRead.get(scope + name);
+        if (known && known.schema === schema && sameEtag(known.etag, etag)) return { name, value: known.value as T, etag: known.etag };
+        try {
+          const read = await this.get(name, schema);
+          if (!read) return undefined;
+          documentsRead.set(scope + name, { ...read, schema });
+          return { name, ...read };
+        } catch (e) {
+          if (!(e instanceof StateSchemaError)) throw e;
+          onInvalid(e);
+          return undefined;
+        }
+      }),
+    );
+    return found.filter((d): d is { name: string; value: T; etag: string } => d !== undefined);
   }
 
   /** False when the document was not there. */

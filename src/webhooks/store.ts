@@ -55,14 +55,6 @@ export const DeliveryAttempt = DeliveryOf.extend({
 });
 export type DeliveryAttempt = z.infer<typeof DeliveryAttempt>;
 
-/** A listing reports ETags bare, a read's header quoted. */
-function sameEtag(a: string, b: string): boolean {
-  return a.replace(/"/g, '') === b.replace(/"/g, '');
-}
-
-/** Definitions read by this process, by state container and name, with the ETag they were read at. */
-const definitions = new Map<string, { value: WebhookDefinition; etag: string }>();
-
 export class WebhookStore {
   constructor(readonly state: StateStore) {}
 
@@ -75,26 +67,7 @@ export class WebhookStore {
    * is reported to `onInvalid` and skipped, so it cannot hold up the other webhooks' events.
    */
   async list(onInvalid: (error: StateSchemaError) => void = () => {}): Promise<WebhookDefinition[]> {
-    const listed = await this.state.listVersions(statePaths.webhooksPrefix());
-    const scope = `${this.state.container.url}\n`;
-    for (const key of definitions.keys()) if (key.startsWith(scope) && !listed.some((l) => key === scope + l.name)) definitions.delete(key);
-    const found = await Promise.all(
-      listed.map(async ({ name, etag }) => {
-        // Every replication job lists the webhooks: a definition unchanged since this process read it is not read again.
-        const known = definitions.get(scope + name);
-        if (known && sameEtag(known.etag, etag)) return known.value;
-        try {
-          const read = await this.state.get(name, WebhookDefinition);
-          if (read) definitions.set(scope + name, read);
-          return read?.value;
-        } catch (e) {
-          if (!(e instanceof StateSchemaError)) throw e;
-          onInvalid(e);
-          return undefined;
-        }
-      }),
-    );
-    return found.filter((w): w is WebhookDefinition => w !== undefined);
+    return (await this.state.listDocuments(statePaths.webhooksPrefix(), WebhookDefinition, onInvalid)).map((d) => d.value);
   }
 
   /** False when a webhook of that name exists. */
