@@ -86,7 +86,10 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
     throw e;
   }
 
-  const replicas = await deps.replicas();
+  // Asked once, and only for an envelope with something to replicate: Distribution sends each
+  // blob's push in an envelope of its own, and those (ignored) cost no storage request.
+  let listing: Promise<ReadonlyMap<string, RegionStorage>> | undefined;
+  const replicas = () => (listing ??= deps.replicas());
   const status = new StatusStore(deps.state);
   const problems = new ProblemStore(deps.state);
   const accepted: Array<AcceptedPush | undefined> = new Array(events.length);
@@ -98,8 +101,8 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
     if (event.kind === 'ignored') return;
     let outcome: Prepared | EventProblem;
     if (event.kind === 'problem') outcome = { index: i, eventId: event.event.id, repository: event.event.repository, tag: event.event.tag, digest: event.event.digest, reason: event.reason, description: event.description };
-    else if (event.kind === 'manifest-push') outcome = await inSpan('georeg.plan', { 'georeg.repository': event.repository }, () => preparePush(event, i, replicas, deps));
-    else outcome = prepareDelete(event, replicas);
+    else if (event.kind === 'manifest-push') outcome = await inSpan('georeg.plan', { 'georeg.repository': event.repository }, async () => preparePush(event, i, await replicas(), deps));
+    else outcome = prepareDelete(event, await replicas());
     if ('reason' in outcome) {
       reported[i] = outcome;
       const first = await problems.record({ ...outcome, action: event.event.action, eventTimestamp: event.event.timestamp });

@@ -11,6 +11,8 @@ import { StatusStore } from '../../src/replication/status';
 import type { LinkSpec } from '../../src/storage/paths';
 import { DeadLetterLog } from '../support/dead-letters';
 import { drained, envelopeFor, notify as notifyStack, pushImage, settled as settledIn } from '../support/pipeline';
+import { handlePushNotification } from '../../src/replication/push';
+import { pushDeps } from '../../src/runtime';
 
 const REPLICAS = ['eastus', 'westeurope'];
 let stack: Stack;
@@ -178,6 +180,28 @@ describe('push → layer diff → Service Bus → regional copy → commit', () 
       // Never a tag whose blobs are missing.
       expect(await stack.runtime.regions.get(region)!.readLink({ kind: 'tagCurrent', repository: 'team/broken', tag: 'x' })).toBeUndefined();
     }
+  });
+
+  it('lists the replicas once per envelope, and not at all for one with nothing to replicate (a blob event alone, as Distribution sends them)', async () => {
+    const image = generated('pipe/lazy', '1', { generate: { layers: 2, layerSize: 100 }, seed: 'pipe-lazy' });
+    await writeImage(stack.runtime.home, image);
+    let listed = 0;
+    const deps = { ...pushDeps(stack.runtime, silentLogger), replicas: () => (listed++, stack.runtime.registry.receivingReplicas()) };
+    const call = (envelope: { events: unknown[] }) =>
+      handlePushNotification({ headers: { authorization: `Bearer ${stack.settings.pushSecret}`, 'content-type': EVENTS_MEDIA_TYPE }, body: JSON.stringify(envelope) }, deps);
+    const { events } = envelopeFor(image);
+    const blobs = events.slice(0, -1);
+    for (const event of blobs) {
+      const res = await call({ events: [event] });
+      expect(res.status).toBe(202);
+      expect(res.jsonBody).toMatchObject({ pushes: [], ignored: 1 });
+    }
+    expect(listed).toBe(0);
+    const res = await call({ events });
+    expect(res.status).toBe(202);
+    expect(res.jsonBody).toMatchObject({ pushes: [expect.objectContaining({ repository: 'pipe/lazy', tag: '1' })], ignored: blobs.length });
+    expect(listed).toBe(1);
+    await settled((res.jsonBody as { pushes: Array<{ pushId: string }> }).pushes[0].pushId);
   });
 
   it('a body that is no envelope is refused with 400; a malformed event in an envelope is reported, not refused; nothing is enqueued', async () => {
