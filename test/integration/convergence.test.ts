@@ -8,7 +8,8 @@ import { startStack, type Stack } from '../support/stack';
 import { deleteEnvelope } from '../../src/notifications/sender';
 import { deleteManifest, deleteTag, writeImage, type ImageToWrite } from '../../src/registry/writer';
 import { ProblemStore } from '../../src/replication/problems';
-import type { JobOutcome } from '../../src/replication/replicate';
+import { handleReplicationJob, type JobOutcome } from '../../src/replication/replicate';
+import { replicateDeps } from '../../src/runtime';
 import { isFinished, StatusStore, type RegionState } from '../../src/replication/status';
 import type { LinkSpec } from '../../src/storage/paths';
 import type { RegionStorage } from '../../src/storage/region-storage';
@@ -188,6 +189,60 @@ describe('convergence', () => {
     }
     const summary = (await (await fetch(`${stack.host.url}/api/pushes/${firstId}`, { headers: stack.adminHeaders })).json()) as { state: string };
     expect(summary.state).toBe('superseded');
+  });
+
+  it('a job that read home just before a newer push committed the tag does not write over it: the write is conditional on the version it read', async () => {
+    // The region holds the tag already (this worker wrote it: its write is If-Match on the ETag read).
+    const [base, older, newer] = ['base', 'older', 'newer'].map((seed) => generated('conv/race', undefined, { generate: { layers: 1, layerSize: 128 }, seed: `race-${seed}` }));
+    await waitFinished([await pushTo(base, 'v1')]);
+    const [r] = REPLICAS;
+
+    // The older push's jobs are held; its job for one region then runs here, with a home whose read
+    // of the tag answers (the older digest) and then waits until the newer push has committed there.
+    const olderImage = { ...older, tag: 'v1' };
+    await writeImage(home(), olderImage);
+    const olderEnvelope = envelopeFor(olderImage);
+    const olderId = (olderEnvelope.events.at(-1) as { id: string }).id;
+    gate.hold(olderId);
+    await notify(olderEnvelope);
+    await expect.poll(() => gate.held.filter((h) => h.pushId === olderId).length).toBe(REPLICAS.length);
+    const job = gate.held.find((h) => h.pushId === olderId && h.region === r)!.message.body;
+
+    let readHome!: () => void;
+    const homeRead = new Promise<void>((resolve) => (readHome = resolve));
+    let go!: () => void;
+    const newerCommitted = new Promise<void>((resolve) => (go = resolve));
+    const real = home();
+    const pausing = new Proxy(real, {
+      get(target, key) {
+        if (key === 'readLink') {
+          return async (spec: LinkSpec) => {
+            const digest = await target.readLink(spec);
+            if (spec.kind === 'tagCurrent' && spec.repository === 'conv/race' && digest === older.manifests[0].digest) {
+              readHome();
+              await newerCommitted;
+            }
+            return digest;
+          };
+        }
+        const value = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const running = handleReplicationJob(job, { ...replicateDeps(stack.runtime, silentLogger), home: pausing });
+    await homeRead;
+    const newerId = await pushTo(newer, 'v1');
+    await waitFinished([newerId]);
+    expect(await tagIn(region(r), 'conv/race', 'v1')).toBe(newer.manifests[0].digest);
+    go();
+
+    const outcome = await running;
+    expect(outcome).toMatchObject({ outcome: 'completed', status: { state: 'superseded', supersededBy: { digest: newer.manifests[0].digest } } });
+    expect(await tagIn(region(r), 'conv/race', 'v1')).toBe(newer.manifests[0].digest);
+    // The held copies (the other region's job and this one's own message) run now and converge too.
+    gate.release((h) => h.pushId === olderId);
+    await waitFinished([olderId]);
+    for (const name of REPLICAS) expect(await tagIn(region(name), 'conv/race', 'v1')).toBe(newer.manifests[0].digest);
   });
 
   it("Distribution 3's tag delete (empty digest and media type) is accepted and removes the tag in every replica", async () => {
