@@ -160,7 +160,7 @@ describe('convergence', () => {
     const firstId = (firstEnvelope.events.at(-1) as { id: string }).id;
     gate.hold(firstId);
     expect((await notify(firstEnvelope)).pushes[0].pushId).toBe(firstId);
-    await expect.poll(() => gate.held.filter((h) => h.pushId === firstId).length).toBe(REPLICAS.length);
+    await expect.poll(() => gate.held.filter((h) => h.pushId === firstId).length, { timeout: 15_000 }).toBe(REPLICAS.length);
     const secondId = await pushTo(small, 'v1');
     await waitFinished([secondId]);
 
@@ -205,7 +205,7 @@ describe('convergence', () => {
     const olderId = (olderEnvelope.events.at(-1) as { id: string }).id;
     gate.hold(olderId);
     await notify(olderEnvelope);
-    await expect.poll(() => gate.held.filter((h) => h.pushId === olderId).length).toBe(REPLICAS.length);
+    await expect.poll(() => gate.held.filter((h) => h.pushId === olderId).length, { timeout: 15_000 }).toBe(REPLICAS.length);
     const job = gate.held.find((h) => h.pushId === olderId && h.region === r)!.message.body;
 
     let readHome!: () => void;
