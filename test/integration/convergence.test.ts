@@ -182,7 +182,7 @@ describe('convergence', () => {
       expect(got.json).toMatchObject({ action: 'push', region: r, pushId: secondId, target: { digest: small.manifests[0].digest, tag: 'v1' } });
     }
     // The superseded jobs are settled (the host's onJob ran): had they enqueued a delivery, its record would exist.
-    await expect.poll(() => settledJobs.filter((j) => j.messageId.startsWith(`${firstId}:`)).length).toBe(REPLICAS.length);
+    await expect.poll(() => settledJobs.filter((j) => j.messageId.startsWith(`${firstId}:`)).length, { timeout: 10_000 }).toBe(REPLICAS.length);
     for (const r of REPLICAS) {
       expect(await webhooks.delivery(`order${r}`, `${firstId}:${r}:order${r}`)).toBeUndefined();
       expect(hooks[r].received).toHaveLength(1);

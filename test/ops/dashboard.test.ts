@@ -80,20 +80,20 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
     const image = generated('dash/web', '1.0', { generate: { layers: 3, layerSize: 64 * 1024 }, seed: 'dash-web' });
     const p = await pushImage(stack, image);
     for (const region of REPLICAS) await expect.poll(() => pushState(p.pushId, region), { timeout: 30_000 }).toBe('complete');
-    await expect.poll(() => page.locator(`#pushes tr[data-push="${p.pushId}"] th`).textContent()).toBe('dash/web:1.0');
+    await expect.poll(() => page.locator(`#pushes tr[data-push="${p.pushId}"] th`).textContent(), { timeout: 10_000 }).toBe('dash/web:1.0');
 
     // By keyboard: the button keeps its focus across the page's next redraw.
     await page.locator(`#pushes tr[data-push="${p.pushId}"] button`).focus();
     await page.keyboard.press('Enter');
     const details = page.locator(`#d-${p.pushId}`);
-    await expect.poll(() => details.locator('tbody tr').count()).toBe(REPLICAS.length);
+    await expect.poll(() => details.locator('tbody tr').count(), { timeout: 10_000 }).toBe(REPLICAS.length);
     const updated = await page.locator('#refresh').textContent();
     await expect.poll(() => page.locator('#refresh').textContent(), { timeout: 15_000 }).not.toBe(updated);
     expect(await page.evaluate('document.activeElement && document.activeElement.dataset.key')).toBe(`details:${p.pushId}`);
     // 3 layers, the config and the manifest: all missing, all copied.
     expect(await details.locator('tbody tr').first().locator('td').nth(1).textContent()).toBe('5 of 5 planned');
     await expect.poll(() => page.locator('#webhooks tr[data-webhook="deployeast"] td').nth(2).textContent(), { timeout: 20_000 }).toBe('1');
-    await expect.poll(() => page.locator('#latency figure[data-region="eastus"] figcaption').textContent()).toContain('completed push');
+    await expect.poll(() => page.locator('#latency figure[data-region="eastus"] figcaption').textContent(), { timeout: 10_000 }).toContain('completed push');
   });
 
   it('shows a dead-lettered job with its reason; redrive after the repair completes it and the count drops to 0', async () => {
@@ -102,7 +102,7 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
 
     for (const region of REPLICAS) {
       await expect.poll(() => deadLetterCount(region), { timeout: 20_000 }).toBe('1');
-      await expect.poll(() => pushState(pushId, region)).toBe('failed');
+      await expect.poll(() => pushState(pushId, region), { timeout: 10_000 }).toBe('failed');
     }
     const row = page.locator(`#deadletters [data-queue="region:eastus"] tr[data-job="${pushId}:eastus"]`);
     expect(await row.locator('td').nth(1).textContent()).toBe('DigestMismatch');
@@ -129,7 +129,7 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
     try {
       // A new tab has its own session storage: no key.
       await fresh.goto(`${stack.host.url}/api/dashboard`);
-      await expect.poll(() => fresh.locator('#auth').textContent()).toContain('?key=');
+      await expect.poll(() => fresh.locator('#auth').textContent(), { timeout: 10_000 }).toContain('?key=');
       expect(await fresh.locator('#auth').isVisible()).toBe(true);
       expect((await fetch(`${stack.host.url}/api/overview`)).status).toBe(401);
     } finally {

@@ -302,7 +302,7 @@ describe('replica management', () => {
     expect(failed.sync!.failures[0].description).toContain(bad.digest);
     expect(failed.error).toContain('shop/rotten');
     // Its dead letter was handled by the dead-letter trigger, which leaves none waiting.
-    await expect.poll(async () => (await show('uksouth')).deadLetters).toBe(0);
+    await expect.poll(async () => (await show('uksouth')).deadLetters, { timeout: 10_000 }).toBe(0);
     const uksouth = storageOf('uksouth');
     expect(await uksouth.readLink({ kind: 'tagCurrent', repository: 'shop/rotten', tag: '1' })).toBeUndefined();
     // Every other tag made it.

@@ -203,7 +203,7 @@ describe('regional webhooks', () => {
     expect(verifySignature({ ...input, secret: 'another-secret-another-secret' })).toMatchObject({ ok: false });
     expect(verifySignature({ ...input, now: new Date(Date.now() + 3600_000) })).toMatchObject({ ok: false, reason: expect.stringContaining('stale') });
     // The delivery log keeps the timestamp but not the signature (with the body it would be a replayable request).
-    await expect.poll(async () => (await api('GET', '/signed1/events')).body.events.length).toBe(1);
+    await expect.poll(async () => (await api('GET', '/signed1/events')).body.events.length, { timeout: 10_000 }).toBe(1);
     const [logged] = (await api('GET', '/signed1/events')).body.events;
     expect(logged.request.headers).toMatchObject({ 'X-Georeg-Signature': 'v1=***', 'X-Georeg-Timestamp': input.timestamp });
   });
