@@ -263,6 +263,13 @@ interface Run {
   pipelineOverRaw: number;
   /** pipeline / (raw + links), time: informational. */
   pipelineOverRawAndLinks: number;
+  /**
+   * (Azurite CPU of raw + Azurite CPU of links) / raw's time: the pipeline / raw that Azurite's work
+   * alone implies for a copy a registry can serve. Azurite runs its requests on one thread, so the
+   * pipeline, which makes at least raw's and the links' requests, takes about that long at the
+   * least (about: V8's helper threads add CPU beside the main thread). Informational.
+   */
+  azuriteBound: number;
   naiveOverPipeline?: number;
   /** Storage requests (registry and state) per image per replica region, and the pipeline's by kind. */
   requestsPerPushPerRegion: { pipeline: number; raw: number; rawAndLinks: number; naive?: number; pipelineByKind: RequestBreakdown };
@@ -283,6 +290,7 @@ interface ScenarioResult {
   median: Run;
   pipelineOverRaw: number;
   pipelineOverRawAndLinks: number;
+  azuriteBound: number;
   naiveOverPipeline?: number;
   mismatches: string[];
   runs: Run[];
@@ -313,6 +321,7 @@ async function runScenario(ctx: Ctx, scenario: Scenario): Promise<ScenarioResult
     median,
     pipelineOverRaw: round(percentile(runs.map((r) => r.pipelineOverRaw), 50), 2),
     pipelineOverRawAndLinks: round(percentile(runs.map((r) => r.pipelineOverRawAndLinks), 50), 2),
+    azuriteBound: round(percentile(runs.map((r) => r.azuriteBound), 50), 2),
     ...(scenario.naive ? { naiveOverPipeline: round(percentile(runs.map((r) => r.naiveOverPipeline!), 50), 2) } : {}),
     mismatches: runs.flatMap((r, i) => r.mismatches.map((m) => `repetition ${i + 1}: ${m}`)),
     runs,
@@ -451,6 +460,7 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
     links: { ...linksPhase, totalMs: Math.round(linksTotal), links: linkCount },
     pipelineOverRaw: round(pipelineTotal / rawTotal, 2),
     pipelineOverRawAndLinks: round(pipelineTotal / (rawTotal + linksTotal), 2),
+    azuriteBound: round(((rawPhase.cpuSeconds.azurite + linksPhase.cpuSeconds.azurite) * 1000) / rawTotal, 2),
     requestsPerPushPerRegion: perPushPerRegion({ pipeline: pipelinePhase, raw: rawPhase, links: linksPhase, naive: naivePhase }, images.length * replicas.length),
     regions,
     methods,
@@ -537,7 +547,8 @@ function timing(totalMs: number, perImage: number[]): Timing {
 function targets(results: ScenarioResult[]) {
   const out: Array<{ scenario: string; target: string; actual: string; met: boolean }> = [];
   const reqs = requestsOf;
-  for (const r of results) out.push({ scenario: r.name, target: 'pipeline / raw ≤ 1.15', actual: `${r.pipelineOverRaw}×`, met: r.pipelineOverRaw <= 1.15 });
+  // With the bound Azurite's CPU sets for raw + links (see Run.azuriteBound): a target below it cannot be met on this machine.
+  for (const r of results) out.push({ scenario: r.name, target: 'pipeline / raw ≤ 1.15', actual: `${r.pipelineOverRaw}× (Azurite's CPU for raw + links alone: ${r.azuriteBound}×)`, met: r.pipelineOverRaw <= 1.15 });
   const inc = results.find((r) => r.name === 'incremental');
   if (inc?.naiveOverPipeline !== undefined) out.push({ scenario: 'incremental', target: 'naive / pipeline ≥ 3', actual: `${inc.naiveOverPipeline}×`, met: inc.naiveOverPipeline >= 3 });
   const small = results.find((r) => r.name === 'many-small');
@@ -566,6 +577,7 @@ function rows(results: ScenarioResult[]): Array<Record<string, string | number>>
       'raw + links': `${m.raw.totalMs + m.links.totalMs} ms`,
       'pipeline/raw': `${r.pipelineOverRaw}×`,
       'pipeline/(raw + links)': `${r.pipelineOverRawAndLinks}×`,
+      'Azurite bound': `${r.azuriteBound}×`,
       'naive/pipeline': r.naiveOverPipeline !== undefined ? `${r.naiveOverPipeline}×` : '-',
       'missing MiB/region': same(m.regions.map((x) => mib(x.missingBytes))),
       'copied MiB/region': same(m.regions.map((x) => mib(x.copiedBytes))),
