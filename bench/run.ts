@@ -264,10 +264,10 @@ interface Run {
   /** pipeline / (raw + links), time: informational. */
   pipelineOverRawAndLinks: number;
   /**
-   * (Azurite CPU of raw + Azurite CPU of links) / raw's time: the pipeline / raw that Azurite's work
-   * alone implies for a copy a registry can serve. Azurite runs its requests on one thread, so the
-   * pipeline, which makes at least raw's and the links' requests, takes about that long at the
-   * least (about: V8's helper threads add CPU beside the main thread). Informational.
+   * Azurite's CPU for raw + links over its CPU for raw: how much more work a copy a registry can
+   * serve gives Azurite than raw does, before anything else the pipeline asks. Azurite serves its
+   * requests on one thread; where raw keeps that thread busy (on this machine, run alone: 7.3 CPU-s
+   * in 7.2 s for many-small), the pipeline's time cannot get below raw's times this. Informational.
    */
   azuriteBound: number;
   naiveOverPipeline?: number;
@@ -460,7 +460,7 @@ async function runOnce(ctx: Ctx, scenario: Scenario, images: ImageToWrite[], rep
     links: { ...linksPhase, totalMs: Math.round(linksTotal), links: linkCount },
     pipelineOverRaw: round(pipelineTotal / rawTotal, 2),
     pipelineOverRawAndLinks: round(pipelineTotal / (rawTotal + linksTotal), 2),
-    azuriteBound: round(((rawPhase.cpuSeconds.azurite + linksPhase.cpuSeconds.azurite) * 1000) / rawTotal, 2),
+    azuriteBound: round((rawPhase.cpuSeconds.azurite + linksPhase.cpuSeconds.azurite) / rawPhase.cpuSeconds.azurite, 2),
     requestsPerPushPerRegion: perPushPerRegion({ pipeline: pipelinePhase, raw: rawPhase, links: linksPhase, naive: naivePhase }, images.length * replicas.length),
     regions,
     methods,
@@ -547,8 +547,8 @@ function timing(totalMs: number, perImage: number[]): Timing {
 function targets(results: ScenarioResult[]) {
   const out: Array<{ scenario: string; target: string; actual: string; met: boolean }> = [];
   const reqs = requestsOf;
-  // With the bound Azurite's CPU sets for raw + links (see Run.azuriteBound): a target below it cannot be met on this machine.
-  for (const r of results) out.push({ scenario: r.name, target: 'pipeline / raw ≤ 1.15', actual: `${r.pipelineOverRaw}× (Azurite's CPU for raw + links alone: ${r.azuriteBound}×)`, met: r.pipelineOverRaw <= 1.15 });
+  // With Azurite's work for raw + links against raw's (see Run.azuriteBound): where raw keeps Azurite busy, time cannot go below it.
+  for (const r of results) out.push({ scenario: r.name, target: 'pipeline / raw ≤ 1.15', actual: `${r.pipelineOverRaw}× (Azurite CPU for raw + links / raw: ${r.azuriteBound}×)`, met: r.pipelineOverRaw <= 1.15 });
   const inc = results.find((r) => r.name === 'incremental');
   if (inc?.naiveOverPipeline !== undefined) out.push({ scenario: 'incremental', target: 'naive / pipeline ≥ 3', actual: `${inc.naiveOverPipeline}×`, met: inc.naiveOverPipeline >= 3 });
   const small = results.find((r) => r.name === 'many-small');
@@ -577,7 +577,7 @@ function rows(results: ScenarioResult[]): Array<Record<string, string | number>>
       'raw + links': `${m.raw.totalMs + m.links.totalMs} ms`,
       'pipeline/raw': `${r.pipelineOverRaw}×`,
       'pipeline/(raw + links)': `${r.pipelineOverRawAndLinks}×`,
-      'Azurite bound': `${r.azuriteBound}×`,
+      'Azurite CPU (raw + links)/raw': `${r.azuriteBound}×`,
       'naive/pipeline': r.naiveOverPipeline !== undefined ? `${r.naiveOverPipeline}×` : '-',
       'missing MiB/region': same(m.regions.map((x) => mib(x.missingBytes))),
       'copied MiB/region': same(m.regions.map((x) => mib(x.copiedBytes))),
