@@ -51,7 +51,6 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } },
     sequence: { sequencer: LongestFirst },
     globalSetup: ['test/support/scratch-dir.ts'],
-    setupFiles: process.env.PERCPU ? ['.tmp/cpu-setup.ts'] : [],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },
