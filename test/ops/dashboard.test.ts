@@ -104,10 +104,12 @@ suite(`the dashboard in headless Chromium (${hasChromium ? CHROMIUM : `skipped: 
       await expect.poll(() => deadLetterCount(region), { timeout: 20_000 }).toBe('1');
       await expect.poll(() => pushState(pushId, region), { timeout: 10_000 }).toBe('failed');
     }
+    // Each panel redraws from its own call on the page's next poll: wait for each, not just the count above.
     const row = page.locator(`#deadletters [data-queue="region:eastus"] tr[data-job="${pushId}:eastus"]`);
-    expect(await row.locator('td').nth(1).textContent()).toBe('DigestMismatch');
-    expect(await row.locator('td').nth(2).textContent()).toContain(bad.digest);
-    expect(await regionDeadLettered('eastus')).toBe('1');
+    const cell = (n: number) => row.locator('td').nth(n).textContent({ timeout: 1000 }).catch(() => null);
+    await expect.poll(() => cell(1), { timeout: 10_000 }).toBe('DigestMismatch');
+    await expect.poll(() => cell(2), { timeout: 10_000 }).toContain(bad.digest);
+    await expect.poll(() => regionDeadLettered('eastus'), { timeout: 10_000 }).toBe('1');
     await saveScreenshot();
 
     await repair();
