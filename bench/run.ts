@@ -644,7 +644,7 @@ function round(n: number, digits: number): number {
 }
 
 main()
-  // Then a back-fill of BENCH_BACKFILL_TAGS (500) tags (bench/backfill.ts), on a full run (not with --only).
+  // Then a back-fill of BENCH_BACKFILL_TAGS (2,000) tags (bench/backfill.ts), on a full run (not with --only).
   .then(() => (process.argv.includes('--only') ? undefined : backfillIntoResults(program.opts<Flags>().out)))
   .then(
   () => process.exit(0),
