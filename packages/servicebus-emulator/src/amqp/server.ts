@@ -145,7 +145,7 @@ export class EmulatorServer {
     if (!s.authorized) return refuse(sender, 'amqp:unauthorized-access', `Unauthorized access to '${address}': put a token on $cbs first.`);
     const filter = attach.source?.filter;
     if (filter && Object.keys(filter).some((k) => k.includes('session-filter'))) {
-      return refuse(sender, 'amqp:not-implemented', `Sessions are not supported by the Service Bus emulator (entity '${address}'); use a receiver without sessions.`);
+      return refuseWhenClosed(sender, 'amqp:not-implemented', `Sessions are not supported by the Service Bus emulator (entity '${address}'); use a receiver without sessions.`);
     }
     const resolved = this.ns.resolve(address);
     if (!resolved?.store) return refuse(sender, 'amqp:not-found', this.notFound(address));
@@ -297,6 +297,31 @@ export class EmulatorServer {
 
 function refuse(link: rhea.Sender | rhea.Receiver, condition: string, description: string): void {
   link.close({ condition, description });
+}
+
+/** How long a refused session receiver waits for the client to close it before the refusal goes anyway. */
+const SESSION_REFUSAL_MS = 5000;
+
+/**
+ * Refuses a session receiver in answer to the client's own detach: the attach goes back without a
+ * session, the SDK closes the link on seeing none, and reports the error that answers that close.
+ * A detach sent right after the attach reached the user only when TCP delivered it after the SDK
+ * had looked for the session (Nagle's algorithm usually held it back until the attach's ACK): when
+ * both arrived in one read (with TCP_NODELAY on the socket, or when the attach itself waited for an
+ * ACK), the SDK reported "may be locked by another receiver" instead. A client that keeps the link
+ * open gets the refusal after SESSION_REFUSAL_MS.
+ */
+function refuseWhenClosed(link: rhea.Sender, condition: string, description: string): void {
+  const timer = setTimeout(() => {
+    if (link.connection.is_open()) refuse(link, condition, description);
+  }, SESSION_REFUSAL_MS);
+  timer.unref();
+  // A listener on the link keeps the event from the container's handler (no consumer to detach here),
+  // and closing within it answers the client's detach with ours (rhea's own close would carry no error).
+  link.once('sender_close', () => {
+    clearTimeout(timer);
+    refuse(link, condition, description);
+  });
 }
 
 function enqueue(entity: SendableEntity, m: AmqpMessage): void {
