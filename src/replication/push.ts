@@ -101,7 +101,7 @@ export async function handlePushNotification(input: HttpInput, deps: PushDeps): 
     if (event.kind === 'ignored') return;
     let outcome: Prepared | EventProblem;
     if (event.kind === 'problem') outcome = { index: i, eventId: event.event.id, repository: event.event.repository, tag: event.event.tag, digest: event.event.digest, reason: event.reason, description: event.description };
-    else if (event.kind === 'manifest-push') outcome = await inSpan('georeg.plan', { 'georeg.repository': event.repository }, async () => preparePush(event, i, await replicas(), deps));
+    else if (event.kind === 'manifest-push') outcome = await inSpan('georeg.plan', { 'georeg.repository': event.repository }, () => preparePush(event, i, replicas, deps));
     else outcome = prepareDelete(event, await replicas());
     if ('reason' in outcome) {
       reported[i] = outcome;
@@ -137,9 +137,14 @@ function orderedGroups(events: ClassifiedEvent[]): Map<string, number[]> {
   return groups;
 }
 
-async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-push' }>, index: number, replicas: ReadonlyMap<string, RegionStorage>, deps: PushDeps): Promise<Prepared | EventProblem> {
+async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-push' }>, index: number, replicasNow: () => Promise<ReadonlyMap<string, RegionStorage>>, deps: PushDeps): Promise<Prepared | EventProblem> {
   const { repository, digest, tag } = event;
   const problem = (reason: string, description: string): EventProblem => ({ index, eventId: event.event.id, repository, tag, digest, reason, description });
+  // The replicas are listed while home's manifest is read (one round trip less before the answer).
+  // Handled here too: an event that ends as a problem never awaits the listing, and a failed
+  // listing must not go unhandled then (an event that awaits it still gets the error).
+  const listing = replicasNow();
+  listing.catch(() => undefined);
   let image: Image;
   try {
     image = await readImage(deps.home, digest, event.mediaType);
@@ -156,6 +161,7 @@ async function preparePush(event: Extract<ClassifiedEvent, { kind: 'manifest-pus
     if (e instanceof ManifestError || e instanceof DigestMismatchError || e instanceof BlobNotFoundError) return problem('ManifestUnreadable', `${repository}@${digest}: ${e.message}`);
     throw e;
   }
+  const replicas = await listing;
   const pushId = pushIdFor(event.event.id);
   return planImagePush({ image, replicas, pushId, eventId: event.event.id, repository, tag, request: requestInfo(event.event) });
 }
